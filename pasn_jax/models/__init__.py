@@ -1,0 +1,1 @@
+"""Networks (Flax linen, pure init/apply): backbones, prior model, streaming heads, PASN."""
