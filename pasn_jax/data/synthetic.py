@@ -73,14 +73,14 @@ INNER_BROW_RAISE = 0.13  # AU1
 OUTER_BROW_RAISE = 0.13  # AU2
 BROW_LOWER = 0.08  # AU4, plus drawing together by BROW_TOGETHER and glabella furrows
 BROW_TOGETHER = 0.06
-CHEEK_RAISE = 0.09  # AU6, plus the lower lid pushed up by CHEEK_LID (fraction of eye height) and crow's feet
+CHEEK_RAISE = 0.10  # AU6, plus the lower lid pushed up by CHEEK_LID (fraction of eye height) and crow's feet
 CHEEK_LID = 0.35
 LID_TIGHTEN = 0.45  # AU7: fraction of the eye opening closed (both lids)
 UPPER_LIP_RAISE = 0.07  # AU10, plus nasolabial folds
-CORNER_PULL = (0.05, 0.10)  # AU12: outward, upward
-CORNER_DEPRESS = 0.09  # AU15: downward
-LIP_TIGHTEN = (0.5, 0.2)  # AU23: lip thickness and mouth width reduced by these fractions
-LIP_PRESS = 0.45  # AU24: lip thickness reduced by this fraction, plus a chin crease
+CORNER_PULL = (0.06, 0.12)  # AU12: outward, upward
+CORNER_DEPRESS = 0.11  # AU15: downward
+LIP_TIGHTEN = (0.6, 0.25)  # AU23: lip thickness and mouth width reduced by these fractions, plus corner creases
+LIP_PRESS = 0.5  # AU24: lip thickness reduced by this fraction, plus bulges above and below the lips
 LIPS_PART = 0.06  # AU25: gap between the lips
 JAW_DROP = (0.10, 0.12)  # AU26: extra mouth opening, chin drop
 # ---- Identity and nuisance ranges ----
@@ -172,7 +172,7 @@ def sample_identity(rng: np.random.Generator) -> Identity:
       eye_y=u(-0.22, -0.10), eye_dx=u(0.30, 0.38), eye_w=u(0.12, 0.15), eye_h=u(0.065, 0.085),
       brow_gap=u(0.15, 0.20), brow_len=u(0.15, 0.19), brow_thick=u(0.035, 0.055), brow_arch=u(0.0, 0.05),
       nose_y=u(0.14, 0.22), nose_w=u(0.08, 0.12),
-      mouth_y=u(0.44, 0.52), mouth_w=u(0.20, 0.26), lip_upper=u(0.035, 0.055), lip_lower=u(0.045, 0.07),
+      mouth_y=u(0.44, 0.52), mouth_w=u(0.24, 0.30), lip_upper=u(0.045, 0.065), lip_lower=u(0.055, 0.08),
       glasses=bool(rng.random() < GLASSES_PROB),
       gain=u(*LIGHT_GAIN), light_angle=u(0, 2 * math.pi), light_gradient=u(0, LIGHT_GRADIENT),
       cast=tuple(u(1 - COLOR_CAST, 1 + COLOR_CAST, 3)))
@@ -293,9 +293,15 @@ def draw_face(canvas: _Canvas, p: Identity, intensity: np.ndarray) -> None:
   canvas.polygon(np.concatenate([upper_outer, upper_inner[::-1]]), p.lips)
   canvas.polygon(np.concatenate([lower_inner, lower_outer[::-1]]), _mix(p.lips, (255, 255, 255), 0.08))
   canvas.line(upper_inner, _mix(p.lips, (30, 10, 10), 0.5), 0.012)
-  if a["AU24"] > 0:  # chin crease under the pressed lips
+  if a["AU23"] > 0:  # creases beside the tightened corners
+    for side in (-1, 1):
+      x = side * (half + 0.025)
+      canvas.line([[x, corner_y - 0.06], [x + side * 0.01, corner_y + 0.06]], crease(a["AU23"]), 0.025)
+  if a["AU24"] > 0:  # skin bulging above and below the pressed lips
     y = lower_inner_y + p.lip_lower * thin + 0.07
-    canvas.line(_curve([-0.6 * half, y + 0.02], [0, y], [0.6 * half, y + 0.02], 5), crease(a["AU24"]), 0.02)
+    canvas.line(_curve([-0.6 * half, y + 0.02], [0, y], [0.6 * half, y + 0.02], 5), crease(a["AU24"]), 0.025)
+    y = upper_inner_y - p.lip_upper * thin - 0.06
+    canvas.line(_curve([-0.5 * half, y - 0.01], [0, y], [0.5 * half, y - 0.01], 5), crease(0.7 * a["AU24"]), 0.02)
 
   # Eyes: AU7 narrows both lids, AU6 pushes the lower lid up; crow's feet with AU6.
   closing = LID_TIGHTEN * a["AU7"]
@@ -488,12 +494,17 @@ def _label_lines(plan: VideoPlan, task: str) -> list[str]:
   return lines
 
 
+def video_identity(plan: VideoPlan) -> Identity:
+  """The person of a video (each video is a new person, so train and val identities are disjoint)."""
+  return sample_identity(np.random.default_rng(list(plan.seed) + [1]))
+
+
 class _FrameRenderer:
   """Renders the frames of one video: identity, background and smooth nuisance trajectories."""
 
   def __init__(self, plan: VideoPlan, size: int, background: Image.Image):
-    self.rng = np.random.default_rng(list(plan.seed) + [1])
-    self.identity = sample_identity(self.rng)
+    self.identity = video_identity(plan)
+    self.rng = np.random.default_rng(list(plan.seed) + [3])
     self.size = size
     self.background = background
     u = self.rng.uniform
