@@ -1,0 +1,112 @@
+"""IResNet-18/34/50/100: the insightface (arcface_torch) face-recognition backbone (ARCHITECTURE.md "Model").
+
+Layout, names and shapes follow insightface's `recognition/arcface_torch/backbones/iresnet.py`, so that its
+PyTorch `state_dict` maps onto these parameters one to one (the mapping is in `pasn_jax/models/README.md`):
+
+  stem     conv1 (3x3, stride 1) -> bn1 -> prelu
+  layerK_i IBasicBlock: bn1 -> conv1 (3x3, stride 1) -> bn2 -> prelu -> conv2 (3x3, stride s) -> bn3, plus the
+           input (through downsample_0 1x1 conv stride s -> downsample_1 BN in each stage's first block, s = 2);
+           no activation after the sum.
+  head     bn2 -> flatten in PyTorch's (C, H, W) order -> dropout -> fc (dense to the embedding)
+           -> features (BN whose scale is fixed at 1, as insightface freezes it: `use_scale=False`).
+
+Channels are width * (1, 2, 4, 8) (width 64 = the real networks); four stride-2 stages, so the fc input is
+8 * width * (image_size / 16)^2 (512 * 7 * 7 at 112 px, 512 * 14 * 14 at 224 px).
+Batch norm: eps 1e-5, momentum 0.9 (PyTorch's momentum 0.1). Convolutions are initialised N(0, 0.1) as insightface
+does; dense layers use flax's default (LeCun normal, zero bias).
+"""
+
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+# Blocks per stage of the named depths (insightface's iresnet18/34/50/100).
+IRESNET_LAYERS = {
+    "iresnet18": (2, 2, 2, 2),
+    "iresnet34": (3, 4, 6, 3),
+    "iresnet50": (3, 4, 14, 3),
+    "iresnet100": (3, 13, 30, 3),
+}
+STAGE_STRIDE = 2
+NUM_STAGES = 4
+BN_MOMENTUM = 0.9  # PyTorch momentum 0.1
+BN_EPSILON = 1e-5
+conv_init = nn.initializers.normal(stddev=0.1)
+
+
+class PReLU(nn.Module):
+    """Per-channel PReLU (torch.nn.PReLU(num_parameters=C)): x if x >= 0 else a_c * x, a initialised to 0.25."""
+
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        negative_slope = self.param("negative_slope", nn.initializers.constant(0.25), (x.shape[-1],))  # [C]
+        return jnp.where(x >= 0, x, negative_slope.astype(self.dtype) * x)
+
+
+def batch_norm(train: bool, dtype: Any, name: str, use_scale: bool = True) -> nn.BatchNorm:
+    """A PyTorch-equivalent batch norm (eps 1e-5, running statistics with momentum 0.1)."""
+    return nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
+                        use_scale=use_scale, dtype=dtype, name=name)
+
+
+def conv3x3(features: int, stride: int, dtype: Any, name: str) -> nn.Conv:
+    """3x3 convolution with PyTorch's symmetric padding 1 (not 'SAME', which pads stride-2 inputs asymmetrically)."""
+    return nn.Conv(features, (3, 3), strides=(stride, stride), padding=((1, 1), (1, 1)), use_bias=False,
+                   kernel_init=conv_init, dtype=dtype, name=name)
+
+
+class IBasicBlock(nn.Module):
+    """insightface's IBasicBlock; the stride sits on conv2, the downsample branch exists when stride > 1."""
+
+    features: int
+    stride: int
+    downsample: bool
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        out = batch_norm(train, self.dtype, "bn1")(x)
+        out = conv3x3(self.features, 1, self.dtype, "conv1")(out)
+        out = batch_norm(train, self.dtype, "bn2")(out)
+        out = PReLU(self.dtype, name="prelu")(out)
+        out = conv3x3(self.features, self.stride, self.dtype, "conv2")(out)
+        out = batch_norm(train, self.dtype, "bn3")(out)
+        identity = x
+        if self.downsample:
+            identity = nn.Conv(self.features, (1, 1), strides=(self.stride, self.stride), padding="VALID",
+                               use_bias=False, kernel_init=conv_init, dtype=self.dtype, name="downsample_0")(x)
+            identity = batch_norm(train, self.dtype, "downsample_1")(identity)
+        return out + identity
+
+
+class IResNet(nn.Module):
+    """IResNet backbone: images [B, S, S, 3] in [-1, 1] -> embedding [B, embedding_dim] (S = image_size)."""
+
+    layers: tuple[int, ...] = IRESNET_LAYERS["iresnet50"]
+    width: int = 64
+    embedding_dim: int = 512
+    dropout: float = 0.0
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, images, train: bool = False):
+        x = images.astype(self.dtype)
+        x = conv3x3(self.width, 1, self.dtype, "conv1")(x)
+        x = batch_norm(train, self.dtype, "bn1")(x)
+        x = PReLU(self.dtype, name="prelu")(x)
+        in_features = self.width
+        for stage, blocks in enumerate(self.layers):
+            features = self.width * 2**stage
+            for block in range(blocks):
+                stride = STAGE_STRIDE if block == 0 else 1
+                x = IBasicBlock(features, stride, downsample=stride != 1 or in_features != features,
+                                dtype=self.dtype, name=f"layer{stage + 1}_{block}")(x, train)
+                in_features = features
+        x = batch_norm(train, self.dtype, "bn2")(x)  # [B, S/16, S/16, 8 * width]
+        x = jnp.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], -1)  # PyTorch's NCHW flatten order
+        x = nn.Dropout(self.dropout, deterministic=not train)(x)
+        x = nn.Dense(self.embedding_dim, dtype=self.dtype, name="fc")(x)
+        return batch_norm(train, self.dtype, "features", use_scale=False)(x)  # [B, embedding_dim]
