@@ -1,23 +1,25 @@
-# The two set-up commands of the README: `make demo` (main job on the embedded synthetic Aff-Wild2) and
-# `make test` (the test suite). Each creates .venv on first use and installs the pinned requirements.txt.
+# The two set-up commands of the README: `make demo` (the main job on the embedded synthetic Aff-Wild2) and
+# `make test` (the test suite). Each creates .venv on first use and installs the pinned requirements.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-$(VENV)/installed: requirements.txt
+$(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
-.PHONY: venv demo test test-slow
-venv: $(VENV)/installed
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
 
-demo: venv
+.PHONY: demo test test-slow
+demo: $(VENV)/.runtime
 	$(PY) -m pasn_jax.main --config=configs/abaw.py:demo --workdir=runs/demo
 
-test: venv
+test: $(VENV)/.dev
 	$(PY) -m pytest -q
 
-test-slow: venv
+test-slow: $(VENV)/.dev
 	$(PY) -m pytest -q -m slow
