@@ -10,7 +10,7 @@ import pytest
 from tensorboardX.record_writer import RecordWriter
 from tensorflow_datasets.proto import tf_example_pb2
 
-from pasn_jax.data import affwild2, convert, labels, shards
+from pasn_jax.data import affwild2, convert, labels, shards, synthetic
 
 
 def _crc32c_bitwise(data: bytes) -> int:
@@ -173,10 +173,11 @@ def test_prepare_synthetic_is_idempotent_and_atomic(tmp_path, capsys):
   kwargs = dict(videos=3, frames=8, size=32, seed=5, num_shards=2)
   first = convert.prepare_synthetic(str(tmp_path), **kwargs)
   assert "rendered" in capsys.readouterr().out
-  assert os.path.basename(os.path.dirname(first)) == "synthetic-v1-3videos-8frames-32px-seed5-2shards"
+  name = f"synthetic-v{synthetic.GENERATOR_VERSION}-3videos-8frames-32px-seed5-2shards"
+  assert os.path.basename(os.path.dirname(first)) == name
   stamp = os.path.getmtime(os.path.join(first, "train.json"))
   assert convert.prepare_synthetic(str(tmp_path), **kwargs) == first
   assert "using" in capsys.readouterr().out
   assert os.path.getmtime(os.path.join(first, "train.json")) == stamp
-  assert sorted(os.listdir(tmp_path)) == ["synthetic-v1-3videos-8frames-32px-seed5-2shards"]
+  assert sorted(os.listdir(tmp_path)) == [name]
   assert shards.ShardSource(first, "val")[0]["source"] == "synthetic"

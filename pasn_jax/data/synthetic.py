@@ -25,7 +25,7 @@ from PIL import Image, ImageDraw
 
 from pasn_jax.data import affwild2, labels
 
-GENERATOR_VERSION = 1  # bump when the rendering or labelling changes (invalidates prepared caches)
+GENERATOR_VERSION = 2  # bump when the rendering or labelling changes (invalidates prepared caches)
 MARKER_FILE = "synthetic_affwild2.json"  # written at the tree root; convert.py reads the source from it
 
 # ---- Splits and missing labels (Aff-Wild2's gaps) ----
@@ -57,8 +57,8 @@ CIRCUMPLEX = {  # expression -> (valence, arousal) at full intensity
     "Sadness": (-0.65, -0.5),
     "Surprise": (0.3, 0.85),
 }
-SEGMENT_FRAMES = (12, 40)  # frames per expression segment
-TRANSITION_FRAMES = 4  # AU intensities and VA blend linearly into a new segment over this many frames
+SEGMENT_FRAMES = (8, 24)  # frames per expression segment
+TRANSITION_FRAMES = 3  # AU intensities and VA blend linearly into a new segment over this many frames
 SEGMENT_INTENSITY = (0.4, 1.0)  # a segment's expression intensity: scales its AUs and its VA point
 AU_INTENSITY_SPREAD = 0.15  # a prototype AU's intensity = segment intensity +- this, kept in AU_INTENSITY
 AU_INTENSITY = (0.4, 1.0)  # range of an active AU's intensity (clearly visible)
@@ -68,7 +68,7 @@ INACTIVE_JITTER = 0.08  # drawn intensity = label-defining intensity + U[0, this
 AU_LABEL_THRESHOLD = 0.25  # an AU is labelled 1 when its (pre-jitter) intensity reaches this
 VA_NOISE = 0.06  # sigma of the per-frame Gaussian noise on valence and arousal
 # ---- AU motions, in face units (half the face height), at intensity 1 ----
-MOTION_SCALE = 1.0  # multiplies every AU motion below: the main difficulty knob
+MOTION_SCALE = 1.6  # multiplies every AU motion below: the main difficulty knob
 INNER_BROW_RAISE = 0.13  # AU1
 OUTER_BROW_RAISE = 0.13  # AU2
 BROW_LOWER = 0.08  # AU4, plus drawing together by BROW_TOGETHER and glabella furrows
@@ -84,11 +84,13 @@ LIP_PRESS = 0.5  # AU24: lip thickness reduced by this fraction, plus bulges abo
 LIPS_PART = 0.06  # AU25: gap between the lips
 JAW_DROP = (0.10, 0.12)  # AU26: extra mouth opening, chin drop
 # ---- Identity and nuisance ranges ----
-FACE_SCALE = (0.29, 0.35)  # half face height as a fraction of the image size
-FACE_OFFSET = 0.04  # identity offset of the face centre, fraction of the image size
-POSE_ROTATION = (6.0, 4.0)  # degrees: identity tilt range, per-frame swing amplitude
-POSE_SCALE = 0.05  # per-frame scale swing (fraction)
-POSE_SHIFT = 0.03  # per-frame translation swing (fraction of the image size)
+GEOMETRY_SPREAD = 1.0  # scales every identity range of face-part geometry around its middle (0 = one face shape)
+# Aff-Wild2's cropped_aligned frames are tight, aligned face crops: the face fills most of the image.
+FACE_SCALE = (0.38, 0.44)  # half face height as a fraction of the image size
+FACE_OFFSET = 0.025  # identity offset of the face centre, fraction of the image size
+POSE_ROTATION = (5.0, 3.0)  # degrees: identity tilt range, per-frame swing amplitude
+POSE_SCALE = 0.04  # per-frame scale swing (fraction)
+POSE_SHIFT = 0.02  # per-frame translation swing (fraction of the image size)
 LIGHT_GAIN = (0.75, 1.15)  # identity brightness range; frames swing +-LIGHT_SWING around it
 LIGHT_SWING = 0.08
 LIGHT_GRADIENT = 0.35  # largest brightness change across the image from a directional light
@@ -156,23 +158,28 @@ def _mix(a, b, t: float) -> tuple:
 
 def sample_identity(rng: np.random.Generator) -> Identity:
   u = rng.uniform
+
+  def g(lo: float, hi: float) -> float:  # a geometry value, its range scaled by GEOMETRY_SPREAD
+    return (lo + hi) / 2 + GEOMETRY_SPREAD * (u(lo, hi) - (lo + hi) / 2)
+
   tone = u(0, len(SKIN_TONES) - 1)
   lo = int(tone)
   skin = SKIN_TONES[lo] + (SKIN_TONES[min(lo + 1, len(SKIN_TONES) - 1)] - SKIN_TONES[lo]) * (tone - lo)
   skin = skin * u(0.95, 1.05, 3)
   hair = HAIR_COLOURS[rng.integers(len(HAIR_COLOURS))] * u(0.85, 1.15, 3)
   return Identity(
-      face_width=u(0.70, 0.86), scale=u(*FACE_SCALE),
-      centre=(0.5 + u(-FACE_OFFSET, FACE_OFFSET), 0.47 + u(-FACE_OFFSET, FACE_OFFSET)),
+      face_width=g(0.70, 0.86), scale=u(*FACE_SCALE),
+      centre=(0.5 + u(-FACE_OFFSET, FACE_OFFSET), 0.5 + u(-FACE_OFFSET, FACE_OFFSET)),
       tilt=u(-POSE_ROTATION[0], POSE_ROTATION[0]),
-      skin=_colour(skin), lips=_mix(skin, (175, 55, 70), u(0.3, 0.6)), brows=_mix(hair, (20, 15, 10), u(0.3, 0.8)),
+      skin=_colour(skin), lips=_mix(skin * 0.8, (175, 55, 70), u(0.35, 0.6)),
+      brows=_mix(skin * 0.3, hair * 0.6, u(0.0, 0.5)),  # always clearly darker than the skin
       hair=_colour(hair), hair_style=int(rng.integers(3)), hairline=u(-0.82, -0.64), hair_tilt=u(-0.15, 0.15),
       iris=_colour(rng.choice([(60, 40, 25), (35, 25, 20), (70, 100, 140), (80, 110, 70)]) * u(0.8, 1.2)),
       shirt=_colour(u(20, 235, 3)),
-      eye_y=u(-0.22, -0.10), eye_dx=u(0.30, 0.38), eye_w=u(0.12, 0.15), eye_h=u(0.065, 0.085),
-      brow_gap=u(0.15, 0.20), brow_len=u(0.15, 0.19), brow_thick=u(0.035, 0.055), brow_arch=u(0.0, 0.05),
-      nose_y=u(0.14, 0.22), nose_w=u(0.08, 0.12),
-      mouth_y=u(0.44, 0.52), mouth_w=u(0.24, 0.30), lip_upper=u(0.045, 0.065), lip_lower=u(0.055, 0.08),
+      eye_y=g(-0.22, -0.10), eye_dx=g(0.30, 0.38), eye_w=g(0.12, 0.15), eye_h=g(0.065, 0.085),
+      brow_gap=g(0.15, 0.20), brow_len=g(0.15, 0.19), brow_thick=g(0.035, 0.055), brow_arch=g(0.0, 0.05),
+      nose_y=g(0.14, 0.22), nose_w=g(0.08, 0.12),
+      mouth_y=g(0.44, 0.52), mouth_w=g(0.24, 0.30), lip_upper=g(0.045, 0.065), lip_lower=g(0.055, 0.08),
       glasses=bool(rng.random() < GLASSES_PROB),
       gain=u(*LIGHT_GAIN), light_angle=u(0, 2 * math.pi), light_gradient=u(0, LIGHT_GRADIENT),
       cast=tuple(u(1 - COLOR_CAST, 1 + COLOR_CAST, 3)))
@@ -239,7 +246,7 @@ def draw_face(canvas: _Canvas, p: Identity, intensity: np.ndarray) -> None:
   """Draws one person with AU intensities [12] (labels.AU_NAMES order, 0..1)."""
   a = {name: float(intensity[i]) * MOTION_SCALE for name, i in _AU.items()}
   skin, shade = p.skin, _mix(p.skin, (40, 20, 15), 0.35)
-  crease = lambda strength: _mix(p.skin, (50, 25, 20), min(1.0, 0.75 * strength))
+  crease = lambda strength: _mix(p.skin, np.asarray(p.skin) * 0.45, min(1.0, strength))  # wrinkles darken the skin
   w = p.face_width
 
   # Hair behind the head, neck, shirt, ears.
