@@ -13,46 +13,45 @@ TINY_SHARDS = 3
 
 @pytest.fixture(scope="session")
 def synthetic_tree(tmp_path_factory) -> str:
-  """Root of a synthetic Aff-Wild2 tree (TINY_TREE); read-only for tests."""
-  root = str(tmp_path_factory.mktemp("data") / "affwild2")
-  synthetic.generate(root, **TINY_TREE)
-  return root
+    """Root of a synthetic Aff-Wild2 tree (TINY_TREE); read-only for tests."""
+    root = str(tmp_path_factory.mktemp("data") / "affwild2")
+    synthetic.generate(root, **TINY_TREE)
+    return root
 
 
 @pytest.fixture(scope="session")
 def synthetic_shards(synthetic_tree, tmp_path_factory) -> str:
-  """Shard folder converted from `synthetic_tree` (TINY_SHARDS shards per split); read-only for tests."""
-  out = str(tmp_path_factory.mktemp("data") / "shards")
-  convert.convert_affwild2(synthetic_tree, out, num_shards=TINY_SHARDS)
-  return out
+    """Shard folder converted from `synthetic_tree` (TINY_SHARDS shards per split); read-only for tests."""
+    out = str(tmp_path_factory.mktemp("data") / "shards")
+    convert.convert_affwild2(synthetic_tree, out, num_shards=TINY_SHARDS)
+    return out
 
 
 @pytest.fixture(scope="session")
 def expected_labels(synthetic_tree) -> dict:
-  """Independent parse of the tree's text files: {split: {(video, frame): (au, expr, va)}} for every frame that
-  has an image and a label line in some task set of the split, with sentinels where a set gives none."""
-  import os
-  missing = {"AU_Set": (-1,) * 12, "EXPR_Set": -1, "VA_Set": (-5.0, -5.0)}
-  result = {}
-  for split, split_set in (("train", "Train_Set"), ("val", "Validation_Set")):
-    per_video = {}
-    for task_set in missing:
-      folder = os.path.join(synthetic_tree, "annotations", task_set, split_set)
-      for name in os.listdir(folder):
-        with open(os.path.join(folder, name)) as f:
-          rows = [line.strip().split(",") for line in f.read().strip().split("\n")[1:]]
-        per_video.setdefault(name[:-4], {})[task_set] = rows
-    frames = {}
-    for video, sets in per_video.items():
-      for frame in range(1, max(len(rows) for rows in sets.values()) + 1):
-        if not os.path.exists(os.path.join(synthetic_tree, "cropped_aligned", video, f"{frame:05d}.jpg")):
-          continue
-        value = dict(missing)
-        for task_set, rows in sets.items():
-          if frame <= len(rows):
-            row = rows[frame - 1]
-            value[task_set] = (int(row[0]) if task_set == "EXPR_Set" else
-                               tuple(int(v) for v in row) if task_set == "AU_Set" else tuple(float(v) for v in row))
-        frames[(video, frame)] = (value["AU_Set"], value["EXPR_Set"], value["VA_Set"])
-    result[split] = frames
-  return result
+    """Independent parse of the tree's text files: {split: {(video, frame): (au, expr, va)}} for every frame that
+    has an image and a label line in some task set of the split, with sentinels where a set gives none."""
+    missing = {"AU_Set": (-1,) * 12, "EXPR_Set": -1, "VA_Set": (-5.0, -5.0)}
+    result = {}
+    for split, split_set in (("train", "Train_Set"), ("val", "Validation_Set")):
+        per_video = {}
+        for task_set in missing:
+            folder = os.path.join(synthetic_tree, "annotations", task_set, split_set)
+            for name in os.listdir(folder):
+                with open(os.path.join(folder, name)) as f:
+                    rows = [line.strip().split(",") for line in f.read().strip().split("\n")[1:]]
+                per_video.setdefault(name[:-4], {})[task_set] = rows
+        frames = {}
+        for video, sets in per_video.items():
+            for frame in range(1, max(len(rows) for rows in sets.values()) + 1):
+                if not os.path.exists(os.path.join(synthetic_tree, "cropped_aligned", video, f"{frame:05d}.jpg")):
+                    continue
+                value = dict(missing)
+                for task_set, rows in sets.items():
+                    if frame <= len(rows):
+                        parse = {"AU_Set": lambda r: tuple(int(v) for v in r), "EXPR_Set": lambda r: int(r[0]),
+                                 "VA_Set": lambda r: tuple(float(v) for v in r)}[task_set]
+                        value[task_set] = parse(rows[frame - 1])
+                frames[(video, frame)] = (value["AU_Set"], value["EXPR_Set"], value["VA_Set"])
+        result[split] = frames
+    return result

@@ -21,187 +21,188 @@ TRAIN_KEYS = {"image", "au", "au_mask", "expr", "expr_mask", "va", "va_mask"}
 
 
 def _normalised_jpeg(data: bytes) -> np.ndarray:
-  return (simplejpeg.decode_jpeg(data, colorspace="RGB").astype(np.float32) / 255 - 0.5) / 0.5
+    return (simplejpeg.decode_jpeg(data, colorspace="RGB").astype(np.float32) / 255 - 0.5) / 0.5
 
 
 def _check_masks(batch):
-  np.testing.assert_array_equal(batch["au_mask"], np.float32(batch["au"] != -1))
-  np.testing.assert_array_equal(batch["expr_mask"], np.float32(batch["expr"] != -1))
-  np.testing.assert_array_equal(batch["va_mask"], np.float32((batch["va"] != -5).all(1)))
+    np.testing.assert_array_equal(batch["au_mask"], np.float32(batch["au"] != -1))
+    np.testing.assert_array_equal(batch["expr_mask"], np.float32(batch["expr"] != -1))
+    np.testing.assert_array_equal(batch["va_mask"], np.float32((batch["va"] != -5).all(1)))
 
 
 def test_eval_returns_exactly_the_labels_of_the_text_files(synthetic_tree, synthetic_shards, expected_labels):
-  for split in labels.SPLIT_SETS:
-    batches = list(pipeline.eval_dataset(synthetic_shards, batch_size=5, image_size=SIZE, split=split,
-                                         shard_index=0, shard_count=1))
-    got, order = {}, []
-    for b in batches:
-      assert b["image"].shape == (5, SIZE, SIZE, 3) and b["image"].dtype == np.float32
-      assert (b["au"].dtype, b["expr"].dtype, b["va"].dtype, b["frame"].dtype) == (np.int32,) * 2 + (
-          np.float32, np.int32)
-      _check_masks(b)
-      for i in np.flatnonzero(b["valid"]):
-        key = (str(b["video"][i]), int(b["frame"][i]))
-        order.append(key)
-        got[key] = (tuple(int(v) for v in b["au"][i]), int(b["expr"][i]), tuple(b["va"][i]))
-        with open(f"{synthetic_tree}/cropped_aligned/{key[0]}/{key[1]:05d}.jpg", "rb") as f:
-          np.testing.assert_allclose(b["image"][i], _normalised_jpeg(f.read()), atol=1e-6)
-    expected = expected_labels[split]
-    assert order == sorted(expected)  # every frame with an image once, in (video, frame) order
-    assert got.keys() == expected.keys()  # image-less frames skipped, and only they
-    for key, (au, expr, va) in expected.items():
-      assert got[key][:2] == (au, expr)
-      np.testing.assert_array_equal(got[key][2], np.float32(va))
+    for split in labels.SPLIT_SETS:
+        batches = list(pipeline.eval_dataset(synthetic_shards, batch_size=5, image_size=SIZE, split=split,
+                                             shard_index=0, shard_count=1))
+        got, order = {}, []
+        for b in batches:
+            assert b["image"].shape == (5, SIZE, SIZE, 3) and b["image"].dtype == np.float32
+            assert (b["au"].dtype, b["expr"].dtype, b["va"].dtype, b["frame"].dtype) == (np.int32,) * 2 + (
+                np.float32, np.int32)
+            _check_masks(b)
+            for i in np.flatnonzero(b["valid"]):
+                key = (str(b["video"][i]), int(b["frame"][i]))
+                order.append(key)
+                got[key] = (tuple(int(v) for v in b["au"][i]), int(b["expr"][i]), tuple(b["va"][i]))
+                with open(f"{synthetic_tree}/cropped_aligned/{key[0]}/{key[1]:05d}.jpg", "rb") as f:
+                    np.testing.assert_allclose(b["image"][i], _normalised_jpeg(f.read()), atol=1e-6)
+        expected = expected_labels[split]
+        assert order == sorted(expected)  # every frame with an image once, in (video, frame) order
+        assert got.keys() == expected.keys()  # image-less frames skipped, and only they
+        for key, (au, expr, va) in expected.items():
+            assert got[key][:2] == (au, expr)
+            np.testing.assert_array_equal(got[key][2], np.float32(va))
 
 
 def test_eval_processes_share_the_split_with_equal_batch_counts(synthetic_shards):
-  n = pipeline.num_records(synthetic_shards, "train")
-  whole = [(str(v), int(f)) for b in pipeline.eval_dataset(synthetic_shards, batch_size=4, image_size=16,
-                                                             split="train", shard_index=0, shard_count=1)
-           for v, f, ok in zip(b["video"], b["frame"], b["valid"]) if ok]
-  assert len(whole) == n
-  seen = []
-  for p in range(5):
-    batches = pipeline.eval_dataset(synthetic_shards, batch_size=4, image_size=16, split="train", shard_index=p,
-                                    shard_count=5)
-    assert len(batches) == math.ceil(math.ceil(n / 5) / 4)
-    listed = list(batches)
-    assert len(listed) == len(batches)
-    for b in listed:
-      seen += [(str(v), int(f)) for v, f, ok in zip(b["video"], b["frame"], b["valid"]) if ok]
-      pad = ~b["valid"]
-      assert (b["video"][pad] == "").all() and (b["frame"][pad] == 0).all()
-      assert (b["au_mask"][pad] == 0).all() and (b["expr_mask"][pad] == 0).all() and (b["va_mask"][pad] == 0).all()
-  assert seen == whole
+    n = pipeline.num_records(synthetic_shards, "train")
+    whole = [(str(v), int(f)) for b in pipeline.eval_dataset(synthetic_shards, batch_size=4, image_size=16,
+                                                               split="train", shard_index=0, shard_count=1)
+             for v, f, ok in zip(b["video"], b["frame"], b["valid"]) if ok]
+    assert len(whole) == n
+    seen = []
+    for p in range(5):
+        batches = pipeline.eval_dataset(synthetic_shards, batch_size=4, image_size=16, split="train", shard_index=p,
+                                        shard_count=5)
+        assert len(batches) == math.ceil(math.ceil(n / 5) / 4)
+        listed = list(batches)
+        assert len(listed) == len(batches)
+        for b in listed:
+            seen += [(str(v), int(f)) for v, f, ok in zip(b["video"], b["frame"], b["valid"]) if ok]
+            pad = ~b["valid"]
+            assert (b["video"][pad] == "").all() and (b["frame"][pad] == 0).all()
+            for mask in ("au_mask", "expr_mask", "va_mask"):
+                assert (b[mask][pad] == 0).all()
+    assert seen == whole
 
 
 def _batches(iterator, count):
-  return [next(iterator) for _ in range(count)]
+    return [next(iterator) for _ in range(count)]
 
 
 def _assert_same(a, b):
-  assert a.keys() == b.keys()
-  for k in a:
-    np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
 def test_train_is_deterministic_for_a_seed_and_differs_across_seeds(synthetic_shards):
-  make = lambda seed: pipeline.train_dataset(synthetic_shards, batch_size=6, image_size=32, seed=seed,
-                                             augment=AUGMENT, shard_index=0, shard_count=1)
-  first, again, other = _batches(make(0), 3), _batches(make(0), 3), _batches(make(1), 3)
-  for a, b in zip(first, again):
-    _assert_same(a, b)
-  assert first[0].keys() == TRAIN_KEYS
-  assert first[0]["image"].shape == (6, 32, 32, 3)
-  assert first[0]["au"].shape == (6, 12) and first[0]["va"].shape == (6, 2) and first[0]["expr"].shape == (6,)
-  for b in first:
-    _check_masks(b)
-  assert not np.array_equal(first[0]["image"], other[0]["image"])
-  assert any(not np.array_equal(a["va"], b["va"]) for a, b in zip(first, other))
+    make = lambda seed: pipeline.train_dataset(synthetic_shards, batch_size=6, image_size=32, seed=seed,
+                                               augment=AUGMENT, shard_index=0, shard_count=1)
+    first, again, other = _batches(make(0), 3), _batches(make(0), 3), _batches(make(1), 3)
+    for a, b in zip(first, again):
+        _assert_same(a, b)
+    assert first[0].keys() == TRAIN_KEYS
+    assert first[0]["image"].shape == (6, 32, 32, 3)
+    assert first[0]["au"].shape == (6, 12) and first[0]["va"].shape == (6, 2) and first[0]["expr"].shape == (6,)
+    for b in first:
+        _check_masks(b)
+    assert not np.array_equal(first[0]["image"], other[0]["image"])
+    assert any(not np.array_equal(a["va"], b["va"]) for a, b in zip(first, other))
 
 
 def test_train_repeats_past_the_end_of_the_split(synthetic_shards):
-  n = pipeline.num_records(synthetic_shards, "val")
-  iterator = pipeline.train_dataset(synthetic_shards, batch_size=7, image_size=16, seed=0, augment=NO_AUGMENT,
-                                    split="val", shard_index=0, shard_count=1)
-  assert len(_batches(iterator, 2 * n // 7 + 1)) == 2 * n // 7 + 1
+    n = pipeline.num_records(synthetic_shards, "val")
+    iterator = pipeline.train_dataset(synthetic_shards, batch_size=7, image_size=16, seed=0, augment=NO_AUGMENT,
+                                      split="val", shard_index=0, shard_count=1)
+    assert len(_batches(iterator, 2 * n // 7 + 1)) == 2 * n // 7 + 1
 
 
 def test_train_resumes_to_the_identical_batch(synthetic_shards, tmp_path):
-  make = lambda: pipeline.train_dataset(synthetic_shards, batch_size=4, image_size=24, seed=3, augment=AUGMENT,
-                                        shard_index=0, shard_count=1)
-  iterator = make()
-  _batches(iterator, 2)
-  state = iterator.get_state()
-  manager = ocp.CheckpointManager(str(tmp_path / "ckpt"))
-  manager.save(2, args=ocp.args.Composite(data=grain.checkpoint.CheckpointSave(iterator)))
-  manager.wait_until_finished()
-  expected = _batches(iterator, 2)
+    make = lambda: pipeline.train_dataset(synthetic_shards, batch_size=4, image_size=24, seed=3, augment=AUGMENT,
+                                          shard_index=0, shard_count=1)
+    iterator = make()
+    _batches(iterator, 2)
+    state = iterator.get_state()
+    manager = ocp.CheckpointManager(str(tmp_path / "ckpt"))
+    manager.save(2, args=ocp.args.Composite(data=grain.checkpoint.CheckpointSave(iterator)))
+    manager.wait_until_finished()
+    expected = _batches(iterator, 2)
 
-  resumed = make()
-  resumed.set_state(state)
-  for a, b in zip(expected, _batches(resumed, 2)):
-    _assert_same(a, b)
+    resumed = make()
+    resumed.set_state(state)
+    for a, b in zip(expected, _batches(resumed, 2)):
+        _assert_same(a, b)
 
-  restored = make()
-  next(restored)  # a different position, overwritten by the restore
-  manager.restore(2, args=ocp.args.Composite(data=grain.checkpoint.CheckpointRestore(restored)))
-  for a, b in zip(expected, _batches(restored, 2)):
-    _assert_same(a, b)
-  manager.close()
+    restored = make()
+    next(restored)  # a different position, overwritten by the restore
+    manager.restore(2, args=ocp.args.Composite(data=grain.checkpoint.CheckpointRestore(restored)))
+    for a, b in zip(expected, _batches(restored, 2)):
+        _assert_same(a, b)
+    manager.close()
 
 
 def test_two_processes_get_disjoint_shares_that_cover_the_split(synthetic_shards):
-  n = pipeline.num_records(synthetic_shards, "train")
-  source = shards.ShardSource(synthetic_shards, "train")
-  shares = []
-  for p in range(2):
-    sampler = pipeline.train_sampler(synthetic_shards, seed=0, shard_index=p, shard_count=2)
-    share_size = n // 2 + (p < n % 2)
-    # DataLoader asks the sampler for global index k * shard_count + shard_index (grain's DataLoader).
-    keys = [sampler[k * 2 + p].record_key for k in range(share_size)]
-    assert len(set(keys)) == share_size
-    shares.append(set(keys))
-    iterator = pipeline.train_dataset(synthetic_shards, batch_size=4, image_size=SIZE, seed=0, augment=NO_AUGMENT,
-                                      shard_index=p, shard_count=2)
-    batch = next(iterator)
-    for i, key in enumerate(keys[:4]):
-      record = source[key]
-      np.testing.assert_allclose(batch["image"][i], _normalised_jpeg(record["image"]), atol=1e-6)
-      np.testing.assert_array_equal(batch["au"][i], record["au"])
-      assert batch["expr"][i] == record["expr"]
-      np.testing.assert_array_equal(batch["va"][i], record["va"])
-  assert not shares[0] & shares[1]
-  assert shares[0] | shares[1] == set(range(n))
+    n = pipeline.num_records(synthetic_shards, "train")
+    source = shards.ShardSource(synthetic_shards, "train")
+    shares = []
+    for p in range(2):
+        sampler = pipeline.train_sampler(synthetic_shards, seed=0, shard_index=p, shard_count=2)
+        share_size = n // 2 + (p < n % 2)
+        # DataLoader asks the sampler for global index k * shard_count + shard_index (grain's DataLoader).
+        keys = [sampler[k * 2 + p].record_key for k in range(share_size)]
+        assert len(set(keys)) == share_size
+        shares.append(set(keys))
+        iterator = pipeline.train_dataset(synthetic_shards, batch_size=4, image_size=SIZE, seed=0, augment=NO_AUGMENT,
+                                          shard_index=p, shard_count=2)
+        batch = next(iterator)
+        for i, key in enumerate(keys[:4]):
+            record = source[key]
+            np.testing.assert_allclose(batch["image"][i], _normalised_jpeg(record["image"]), atol=1e-6)
+            np.testing.assert_array_equal(batch["au"][i], record["au"])
+            assert batch["expr"][i] == record["expr"]
+            np.testing.assert_array_equal(batch["va"][i], record["va"])
+    assert not shares[0] & shares[1]
+    assert shares[0] | shares[1] == set(range(n))
 
 
 def test_augmentation_changes_pixels_but_not_labels(synthetic_shards):
-  plain = _batches(pipeline.train_dataset(synthetic_shards, batch_size=8, image_size=32, seed=4,
-                                          augment=NO_AUGMENT, shard_index=0, shard_count=1), 2)
-  augmented = _batches(pipeline.train_dataset(synthetic_shards, batch_size=8, image_size=32, seed=4,
-                                              augment=AUGMENT, shard_index=0, shard_count=1), 2)
-  for a, b in zip(plain, augmented):
-    for k in TRAIN_KEYS - {"image"}:
-      np.testing.assert_array_equal(a[k], b[k])
-    assert np.abs(a["image"] - b["image"]).mean() > 0.02
-    assert -1 <= b["image"].min() and b["image"].max() <= 1
+    plain = _batches(pipeline.train_dataset(synthetic_shards, batch_size=8, image_size=32, seed=4,
+                                            augment=NO_AUGMENT, shard_index=0, shard_count=1), 2)
+    augmented = _batches(pipeline.train_dataset(synthetic_shards, batch_size=8, image_size=32, seed=4,
+                                                augment=AUGMENT, shard_index=0, shard_count=1), 2)
+    for a, b in zip(plain, augmented):
+        for k in TRAIN_KEYS - {"image"}:
+            np.testing.assert_array_equal(a[k], b[k])
+        assert np.abs(a["image"] - b["image"]).mean() > 0.02
+        assert -1 <= b["image"].min() and b["image"].max() <= 1
 
 
 def test_colour_jitter_matches_sequential_brightness_contrast_saturation():
-  rng = np.random.default_rng(0)
-  image = rng.integers(60, 190, (9, 7, 3)).astype(np.uint8)
-  b, c, s = 1.1, 0.8, 1.3
-  grey = lambda x: x @ np.array([0.299, 0.587, 0.114])
-  x = image.astype(np.float64) * b
-  x = c * x + (1 - c) * grey(x).mean()
-  x = s * x + (1 - s) * grey(x)[..., None]
-  expected = (np.clip(x, 0, 255) / 255 - 0.5) / 0.5
-  np.testing.assert_allclose(pipeline._normalise(image, b, c, s), expected, atol=1e-5)
-  np.testing.assert_allclose(pipeline._normalise(image), (image / 255 - 0.5) / 0.5, atol=1e-6)
+    rng = np.random.default_rng(0)
+    image = rng.integers(60, 190, (9, 7, 3)).astype(np.uint8)
+    b, c, s = 1.1, 0.8, 1.3
+    grey = lambda x: x @ np.array([0.299, 0.587, 0.114])
+    x = image.astype(np.float64) * b
+    x = c * x + (1 - c) * grey(x).mean()
+    x = s * x + (1 - s) * grey(x)[..., None]
+    expected = (np.clip(x, 0, 255) / 255 - 0.5) / 0.5
+    np.testing.assert_allclose(pipeline._normalise(image, b, c, s), expected, atol=1e-5)
+    np.testing.assert_allclose(pipeline._normalise(image), (image / 255 - 0.5) / 0.5, atol=1e-6)
 
 
 def test_random_crop_boxes_respect_scale_and_ratio():
-  rng = np.random.default_rng(0)
-  for _ in range(200):
-    x0, y0, x1, y1 = pipeline._random_crop_box(rng, 112, 100, (0.3, 0.9), (0.75, 1.333))
-    assert 0 <= x0 < x1 <= 100 and 0 <= y0 < y1 <= 112
-    w, h = x1 - x0, y1 - y0
-    assert 0.3 * 11200 * 0.95 <= w * h <= 0.9 * 11200 * 1.05
-    assert 0.75 * 0.95 <= w / h <= 1.333 * 1.05
-  assert pipeline._random_crop_box(rng, 50, 100, (1.0, 1.0), (1.0, 1.0)) == (25, 0, 75, 50)  # nothing fits
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        x0, y0, x1, y1 = pipeline._random_crop_box(rng, 112, 100, (0.3, 0.9), (0.75, 1.333))
+        assert 0 <= x0 < x1 <= 100 and 0 <= y0 < y1 <= 112
+        w, h = x1 - x0, y1 - y0
+        assert 0.3 * 11200 * 0.95 <= w * h <= 0.9 * 11200 * 1.05
+        assert 0.75 * 0.95 <= w / h <= 1.333 * 1.05
+    assert pipeline._random_crop_box(rng, 50, 100, (1.0, 1.0), (1.0, 1.0)) == (25, 0, 75, 50)  # nothing fits
 
 
 def test_bad_augment_and_sharding_arguments(synthetic_shards):
-  with pytest.raises(ValueError, match=r"augment: missing key\(s\) \['hflip'\]"):
-    pipeline.augment_options({k: v for k, v in AUGMENT.items() if k != "hflip"})
-  with pytest.raises(ValueError, match="augment.crop_scale"):
-    pipeline.augment_options({**AUGMENT, "crop_scale": (0.5, 1.5)})
-  with pytest.raises(ValueError, match="shard_index and shard_count go together"):
-    pipeline.eval_dataset(synthetic_shards, batch_size=2, image_size=16, shard_index=0)
+    with pytest.raises(ValueError, match=r"augment: missing key\(s\) \['hflip'\]"):
+        pipeline.augment_options({k: v for k, v in AUGMENT.items() if k != "hflip"})
+    with pytest.raises(ValueError, match="augment.crop_scale"):
+        pipeline.augment_options({**AUGMENT, "crop_scale": (0.5, 1.5)})
+    with pytest.raises(ValueError, match="shard_index and shard_count go together"):
+        pipeline.eval_dataset(synthetic_shards, batch_size=2, image_size=16, shard_index=0)
 
 
 def test_worker_processes_give_the_same_batches(synthetic_shards):
-  make = lambda workers: pipeline.train_dataset(synthetic_shards, batch_size=4, image_size=16, seed=2,
-                                                augment=AUGMENT, worker_count=workers, shard_index=0, shard_count=1)
-  for a, b in zip(_batches(make(0), 2), _batches(make(1), 2)):
-    _assert_same(a, b)
+    make = lambda workers: pipeline.train_dataset(synthetic_shards, batch_size=4, image_size=16, seed=2,
+                                                  augment=AUGMENT, worker_count=workers, shard_index=0, shard_count=1)
+    for a, b in zip(_batches(make(0), 2), _batches(make(1), 2)):
+        _assert_same(a, b)

@@ -15,137 +15,137 @@ from pasn_jax.data import labels, synthetic
 
 
 def _digest(root: str) -> dict:
-  result = {}
-  for folder, _, files in os.walk(root):
-    for name in files:
-      if name != synthetic.MARKER_FILE:  # the marker records the seconds it took
-        with open(os.path.join(folder, name), "rb") as f:
-          result[os.path.relpath(os.path.join(folder, name), root)] = hashlib.sha1(f.read()).hexdigest()
-  return result
+    result = {}
+    for folder, _, files in os.walk(root):
+        for name in files:
+            if name != synthetic.MARKER_FILE:  # the marker records the seconds it took
+                with open(os.path.join(folder, name), "rb") as f:
+                    result[os.path.relpath(os.path.join(folder, name), root)] = hashlib.sha1(f.read()).hexdigest()
+    return result
 
 
 def test_deterministic_for_a_seed(tmp_path):
-  kwargs = dict(videos=4, frames=8, size=32)
-  for name, seed in (("a", 1), ("b", 1), ("c", 2)):
-    synthetic.generate(str(tmp_path / name), seed=seed, **kwargs)
-  a, b, c = (_digest(str(tmp_path / n)) for n in "abc")
-  assert a == b
-  assert a != c
-  assert not [f for f in os.listdir(tmp_path) if ".tmp" in f]
+    kwargs = dict(videos=4, frames=8, size=32)
+    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+        synthetic.generate(str(tmp_path / name), seed=seed, **kwargs)
+    a, b, c = (_digest(str(tmp_path / n)) for n in "abc")
+    assert a == b
+    assert a != c
+    assert not [f for f in os.listdir(tmp_path) if ".tmp" in f]
 
 
 def test_layout_headers_and_images(synthetic_tree):
-  with open(os.path.join(synthetic_tree, synthetic.MARKER_FILE)) as f:
-    marker = json.load(f)
-  assert set(marker["splits"]["train"]).isdisjoint(marker["splits"]["val"])
-  for split, split_set in labels.SPLIT_SETS.items():
-    for video in marker["splits"][split]:
-      for task in marker["task_sets"][video]:
-        path = os.path.join(synthetic_tree, "annotations", labels.TASK_SETS[task], split_set, video + ".txt")
-        with open(path) as f:
-          lines = f.read().splitlines()
-        assert lines[0] == labels.HEADERS[task]
-        assert len(lines) == 1 + marker["frames"]
-      for task in set(labels.TASK_SETS) - set(marker["task_sets"][video]):
-        assert not os.path.exists(
-            os.path.join(synthetic_tree, "annotations", labels.TASK_SETS[task], split_set, video + ".txt"))
-  video = marker["splits"]["val"][0]
-  with open(os.path.join(synthetic_tree, "cropped_aligned", video, sorted(
-      os.listdir(os.path.join(synthetic_tree, "cropped_aligned", video)))[0]), "rb") as f:
-    assert simplejpeg.decode_jpeg(f.read()).shape == (marker["size"], marker["size"], 3)
+    with open(os.path.join(synthetic_tree, synthetic.MARKER_FILE)) as f:
+        marker = json.load(f)
+    assert set(marker["splits"]["train"]).isdisjoint(marker["splits"]["val"])
+    for split, split_set in labels.SPLIT_SETS.items():
+        for video in marker["splits"][split]:
+            for task in marker["task_sets"][video]:
+                path = os.path.join(synthetic_tree, "annotations", labels.TASK_SETS[task], split_set, video + ".txt")
+                with open(path) as f:
+                    lines = f.read().splitlines()
+                assert lines[0] == labels.HEADERS[task]
+                assert len(lines) == 1 + marker["frames"]
+            for task in set(labels.TASK_SETS) - set(marker["task_sets"][video]):
+                assert not os.path.exists(
+                    os.path.join(synthetic_tree, "annotations", labels.TASK_SETS[task], split_set, video + ".txt"))
+    video = marker["splits"]["val"][0]
+    with open(os.path.join(synthetic_tree, "cropped_aligned", video, sorted(
+        os.listdir(os.path.join(synthetic_tree, "cropped_aligned", video)))[0]), "rb") as f:
+        assert simplejpeg.decode_jpeg(f.read()).shape == (marker["size"], marker["size"], 3)
 
 
 @pytest.fixture(scope="module")
 def demo_plans():
-  """Labels at the demo's scale (no rendering)."""
-  return synthetic.plan_videos(videos=64, frames=150, seed=0)
+    """Labels at the demo's scale (no rendering)."""
+    return synthetic.plan_videos(videos=64, frames=150, seed=0)
 
 
 def test_label_statistics_at_demo_scale(demo_plans):
-  au = np.concatenate([p.au for p in demo_plans])  # [F, 12]
-  expr = np.concatenate([p.expr for p in demo_plans])
-  rates = au.mean(0)
-  assert (0.08 <= rates).all() and (rates <= 0.55).all(), dict(zip(labels.AU_NAMES, rates.round(3)))
-  share = np.bincount(expr, minlength=7) / len(expr)
-  assert share.min() >= 0.05 and share.argmax() == 0, share.round(3)
-  for e, name in enumerate(labels.EXPR_NAMES):  # prototype AUs mostly on, the others mostly off
-    rows = au[expr == e]
-    proto = [labels.AU_NAMES.index(a) for a in synthetic.PROTOTYPES[name]]
-    other = [i for i in range(12) if i not in proto]
-    if proto:
-      assert rows[:, proto].mean() >= 0.75, name
-    assert rows[:, other].mean() <= 0.1, name
+    au = np.concatenate([p.au for p in demo_plans])  # [F, 12]
+    expr = np.concatenate([p.expr for p in demo_plans])
+    rates = au.mean(0)
+    assert (0.08 <= rates).all() and (rates <= 0.55).all(), dict(zip(labels.AU_NAMES, rates.round(3)))
+    share = np.bincount(expr, minlength=7) / len(expr)
+    assert share.min() >= 0.05 and share.argmax() == 0, share.round(3)
+    for e, name in enumerate(labels.EXPR_NAMES):  # prototype AUs mostly on, the others mostly off
+        rows = au[expr == e]
+        proto = [labels.AU_NAMES.index(a) for a in synthetic.PROTOTYPES[name]]
+        other = [i for i in range(12) if i not in proto]
+        if proto:
+            assert rows[:, proto].mean() >= 0.75, name
+        assert rows[:, other].mean() <= 0.1, name
 
 
 def test_valence_arousal_follow_the_circumplex_and_intensity(demo_plans):
-  va = np.concatenate([p.va for p in demo_plans])
-  expr = np.concatenate([p.expr for p in demo_plans])
-  intensity = np.concatenate([p.intensity for p in demo_plans])
-  assert np.abs(va).max() <= 1
-  for e, name in enumerate(labels.EXPR_NAMES):
-    mean = va[expr == e].mean(0)
-    target = np.array(synthetic.CIRCUMPLEX[name]) * np.mean(synthetic.SEGMENT_INTENSITY)
-    np.testing.assert_allclose(mean, target, atol=0.12, err_msg=name)
-  # arousal varies within a class with the drawn intensity (diluted by the AUs' own spread and by transitions)
-  happy = expr == labels.EXPR_NAMES.index("Happiness")
-  strength = intensity[happy][:, [labels.AU_NAMES.index("AU6"), labels.AU_NAMES.index("AU12")]].mean(1)
-  assert np.corrcoef(strength, va[happy, 1])[0, 1] > 0.3
-  neutral = va[expr == 0]
-  assert 0.6 * synthetic.VA_NOISE < neutral.std(0).min() and neutral.std(0).max() < 2 * synthetic.VA_NOISE
+    va = np.concatenate([p.va for p in demo_plans])
+    expr = np.concatenate([p.expr for p in demo_plans])
+    intensity = np.concatenate([p.intensity for p in demo_plans])
+    assert np.abs(va).max() <= 1
+    for e, name in enumerate(labels.EXPR_NAMES):
+        mean = va[expr == e].mean(0)
+        target = np.array(synthetic.CIRCUMPLEX[name]) * np.mean(synthetic.SEGMENT_INTENSITY)
+        np.testing.assert_allclose(mean, target, atol=0.12, err_msg=name)
+    # arousal varies within a class with the drawn intensity (diluted by the AUs' own spread and by transitions)
+    happy = expr == labels.EXPR_NAMES.index("Happiness")
+    strength = intensity[happy][:, [labels.AU_NAMES.index("AU6"), labels.AU_NAMES.index("AU12")]].mean(1)
+    assert np.corrcoef(strength, va[happy, 1])[0, 1] > 0.3
+    neutral = va[expr == 0]
+    assert 0.6 * synthetic.VA_NOISE < neutral.std(0).min() and neutral.std(0).max() < 2 * synthetic.VA_NOISE
 
 
 def test_identities_are_disjoint_and_every_gap_occurs(demo_plans):
-  identities = [synthetic.video_identity(p) for p in demo_plans]
-  assert len({dataclasses.astuple(i) for i in identities}) == len(identities)
-  for split in labels.SPLIT_SETS:
-    plans = [p for p in demo_plans if p.split == split]
-    assert any(len(p.tasks) < 3 for p in plans)
-    assert any(m.any() for p in plans for m in p.unannotated.values())
-    assert any(p.faceless.any() for p in plans) and any(p.extra_images for p in plans)
-    assert any(p.name.endswith("_left") for p in plans)
-    for task in labels.TASK_SETS:
-      assert any(task in p.tasks for p in plans)
-  names = [p.name for p in demo_plans]
-  for name in names:
-    if name.endswith("_left"):
-      assert name.replace("_left", "_right") in names
+    identities = [synthetic.video_identity(p) for p in demo_plans]
+    assert len({dataclasses.astuple(i) for i in identities}) == len(identities)
+    for split in labels.SPLIT_SETS:
+        plans = [p for p in demo_plans if p.split == split]
+        assert any(len(p.tasks) < 3 for p in plans)
+        assert any(m.any() for p in plans for m in p.unannotated.values())
+        assert any(p.faceless.any() for p in plans) and any(p.extra_images for p in plans)
+        assert any(p.name.endswith("_left") for p in plans)
+        for task in labels.TASK_SETS:
+            assert any(task in p.tasks for p in plans)
+    names = [p.name for p in demo_plans]
+    for name in names:
+        if name.endswith("_left"):
+            assert name.replace("_left", "_right") in names
 
 
 def _render(identity, intensity, size=112):
-  image = Image.new("RGB", (size * synthetic.SUPERSAMPLE,) * 2, (128, 128, 128))
-  canvas = synthetic._Canvas(image, identity, synthetic.Pose(0.0, 1.0, (0.0, 0.0)), size)
-  synthetic.draw_face(canvas, identity, intensity)
-  return np.asarray(image.reduce(synthetic.SUPERSAMPLE), np.int16), canvas
+    image = Image.new("RGB", (size * synthetic.SUPERSAMPLE,) * 2, (128, 128, 128))
+    canvas = synthetic._Canvas(image, identity, synthetic.Pose(0.0, 1.0, (0.0, 0.0)), size)
+    synthetic.draw_face(canvas, identity, intensity)
+    return np.asarray(image.reduce(synthetic.SUPERSAMPLE), np.int16), canvas
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_each_au_moves_its_face_part_visibly(seed):
-  identity = dataclasses.replace(synthetic.sample_identity(np.random.default_rng(seed)), tilt=0.0, glasses=False)
-  neutral, canvas = _render(identity, np.zeros(12))
-  region = {"AU1": "brows", "AU2": "brows", "AU4": "brows", "AU6": "eyes", "AU7": "eyes", "AU10": "mouth",
-            "AU12": "mouth", "AU15": "mouth", "AU23": "mouth", "AU24": "mouth", "AU25": "mouth", "AU26": "jaw"}
-  bounds = {"brows": (-0.8, identity.eye_y), "eyes": (identity.eye_y - 0.15, identity.nose_y),
-            "mouth": (identity.nose_y, 0.85), "jaw": (identity.mouth_y, 1.3)}
-  for i, name in enumerate(labels.AU_NAMES):
-    counts = []
-    for level in (synthetic.INACTIVE_JITTER, synthetic.AU_INTENSITY[0], 1.0):
-      intensity = np.zeros(12)
-      intensity[i] = level
-      changed = np.abs(_render(identity, intensity)[0] - neutral).max(-1) > 12  # [112, 112]
-      counts.append(int(changed.sum()))
-    rows = np.nonzero(changed)[0]  # at full intensity
-    face_y = ((rows + 0.5) * synthetic.SUPERSAMPLE - canvas.origin[1]) / canvas.unit
-    lo, hi = bounds[region[name]]
-    assert lo < np.median(face_y) < hi, (name, np.median(face_y), (lo, hi))
-    assert counts[1] >= 10 and counts[2] >= 25 and counts[0] < counts[2], (name, counts)
+    identity = dataclasses.replace(synthetic.sample_identity(np.random.default_rng(seed)), tilt=0.0, glasses=False)
+    neutral, canvas = _render(identity, np.zeros(12))
+    region = {"AU1": "brows", "AU2": "brows", "AU4": "brows", "AU6": "eyes", "AU7": "eyes", "AU10": "mouth",
+              "AU12": "mouth", "AU15": "mouth", "AU23": "mouth", "AU24": "mouth", "AU25": "mouth", "AU26": "jaw"}
+    bounds = {"brows": (-0.8, identity.eye_y), "eyes": (identity.eye_y - 0.15, identity.nose_y),
+              "mouth": (identity.nose_y, 0.85), "jaw": (identity.mouth_y, 1.3)}
+    for i, name in enumerate(labels.AU_NAMES):
+        counts = []
+        for level in (synthetic.INACTIVE_JITTER, synthetic.AU_INTENSITY[0], 1.0):
+            intensity = np.zeros(12)
+            intensity[i] = level
+            changed = np.abs(_render(identity, intensity)[0] - neutral).max(-1) > 12  # [112, 112]
+            counts.append(int(changed.sum()))
+        rows = np.nonzero(changed)[0]  # at full intensity
+        face_y = ((rows + 0.5) * synthetic.SUPERSAMPLE - canvas.origin[1]) / canvas.unit
+        lo, hi = bounds[region[name]]
+        assert lo < np.median(face_y) < hi, (name, np.median(face_y), (lo, hi))
+        assert counts[1] >= 10 and counts[2] >= 25 and counts[0] < counts[2], (name, counts)
 
 
 def test_cli_writes_and_refuses_an_existing_folder(tmp_path, capsys):
-  out = str(tmp_path / "tree")
-  assert synthetic.main(["--out", out, "--videos", "2", "--frames", "8", "--size", "32"]) == 0
-  printed = capsys.readouterr().out
-  assert printed.startswith(f"wrote {out}: 2 videos (1 train, 1 val)") and "frames/s" in printed
-  assert synthetic.main(["--out", out, "--videos", "2", "--frames", "8", "--size", "32"]) == 1
-  assert capsys.readouterr().err == f"error: {out}: already exists; remove it or choose another --out\n"
-  assert synthetic.main(["--out", str(tmp_path / "x"), "--videos", "1"]) == 1
-  assert "--videos must be >= 2" in capsys.readouterr().err
+    out = str(tmp_path / "tree")
+    assert synthetic.main(["--out", out, "--videos", "2", "--frames", "8", "--size", "32"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"wrote {out}: 2 videos (1 train, 1 val)") and "frames/s" in printed
+    assert synthetic.main(["--out", out, "--videos", "2", "--frames", "8", "--size", "32"]) == 1
+    assert capsys.readouterr().err == f"error: {out}: already exists; remove it or choose another --out\n"
+    assert synthetic.main(["--out", str(tmp_path / "x"), "--videos", "1"]) == 1
+    assert "--videos must be >= 2" in capsys.readouterr().err

@@ -18,48 +18,48 @@ _IMAGE_NAME = re.compile(r"^(\d{5})\.jpg$")
 
 
 class AffWild2Error(ValueError):
-  """Bad Aff-Wild2 input; the message names the file (and line) and what was expected."""
+    """Bad Aff-Wild2 input; the message names the file (and line) and what was expected."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)  # slots: a real split holds millions of these
 class FrameRecord:
-  video: str
-  frame: int  # 1-based, the line number after the header
-  image_path: str
-  au: tuple[int, ...]  # [12] in labels.AU_NAMES order; labels.AU_MISSING where not annotated
-  expr: int  # 0..6, labels.EXPR_MISSING where not annotated
-  va: tuple[float, float]  # valence, arousal; labels.VA_MISSING where not annotated
+    video: str
+    frame: int  # 1-based, the line number after the header
+    image_path: str
+    au: tuple[int, ...]  # [12] in labels.AU_NAMES order; labels.AU_MISSING where not annotated
+    expr: int  # 0..6, labels.EXPR_MISSING where not annotated
+    va: tuple[float, float]  # valence, arousal; labels.VA_MISSING where not annotated
 
 
 @dataclasses.dataclass
 class SplitRecords:
-  split: str
-  records: list[FrameRecord]  # sorted by (video, frame)
-  videos: list[str]  # videos with a label file in any task set of the split
-  label_lines: dict[str, int]  # task -> label lines read (before dropping image-less frames)
-  frames_without_image: int  # frames with a label line but no image: skipped
-  images_without_label: int  # images of the split's videos with no label line in any set: ignored
+    split: str
+    records: list[FrameRecord]  # sorted by (video, frame)
+    videos: list[str]  # videos with a label file in any task set of the split
+    label_lines: dict[str, int]  # task -> label lines read (before dropping image-less frames)
+    frames_without_image: int  # frames with a label line but no image: skipped
+    images_without_label: int  # images of the split's videos with no label line in any set: ignored
 
 
 def _parse_au(fields: list[str]) -> tuple[int, ...]:
-  values = tuple(int(f) for f in fields)
-  if any(v not in (0, 1, labels.AU_MISSING) for v in values):
-    raise ValueError
-  return values
+    values = tuple(int(f) for f in fields)
+    if any(v not in (0, 1, labels.AU_MISSING) for v in values):
+        raise ValueError
+    return values
 
 
 def _parse_expr(fields: list[str]) -> int:
-  value = int(fields[0])
-  if not labels.EXPR_MISSING <= value < labels.NUM_EXPRS:
-    raise ValueError
-  return value
+    value = int(fields[0])
+    if not labels.EXPR_MISSING <= value < labels.NUM_EXPRS:
+        raise ValueError
+    return value
 
 
 def _parse_va(fields: list[str]) -> tuple[float, float]:
-  values = tuple(float(f) for f in fields)  # NaN and inf fail the range test below
-  if any(not (-1.0 <= v <= 1.0 or v == labels.VA_MISSING) for v in values):
-    raise ValueError
-  return values
+    values = tuple(float(f) for f in fields)  # NaN and inf fail the range test below
+    if any(not (-1.0 <= v <= 1.0 or v == labels.VA_MISSING) for v in values):
+        raise ValueError
+    return values
 
 
 # task -> (number of fields, parser, what a line must hold)
@@ -71,81 +71,81 @@ _TASK_FORMATS = {
 
 
 def parse_annotation_file(path: str, task: str) -> list:
-  """Label lines of one annotation file, in frame order (entry i labels frame i + 1)."""
-  num_fields, parse, expected = _TASK_FORMATS[task]
-  try:
-    with open(path, encoding="utf-8-sig") as f:
-      lines = f.read().splitlines()
-  except UnicodeDecodeError:
-    raise AffWild2Error(f"{path}: not a UTF-8 text file") from None
-  while lines and not lines[-1].strip():
-    lines.pop()
-  if not lines or lines[0].strip() != labels.HEADERS[task]:
-    got = lines[0].strip() if lines else "an empty file"
-    raise AffWild2Error(f"{path}:1: expected the header '{labels.HEADERS[task]}', got '{got}'")
-  values = []
-  for lineno, line in enumerate(lines[1:], start=2):
-    fields = line.strip().split(",")
-    if len(fields) != num_fields:
-      raise AffWild2Error(f"{path}:{lineno}: expected {num_fields} comma-separated values, got {len(fields)}")
+    """Label lines of one annotation file, in frame order (entry i labels frame i + 1)."""
+    num_fields, parse, expected = _TASK_FORMATS[task]
     try:
-      value = parse(fields)
-    except ValueError:
-      raise AffWild2Error(f"{path}:{lineno}: expected {expected}, got '{line.strip()}'") from None
-    values.append(value)
-  return values
+        with open(path, encoding="utf-8-sig") as f:
+            lines = f.read().splitlines()
+    except UnicodeDecodeError:
+        raise AffWild2Error(f"{path}: not a UTF-8 text file") from None
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines or lines[0].strip() != labels.HEADERS[task]:
+        got = lines[0].strip() if lines else "an empty file"
+        raise AffWild2Error(f"{path}:1: expected the header '{labels.HEADERS[task]}', got '{got}'")
+    values = []
+    for lineno, line in enumerate(lines[1:], start=2):
+        fields = line.strip().split(",")
+        if len(fields) != num_fields:
+            raise AffWild2Error(f"{path}:{lineno}: expected {num_fields} comma-separated values, got {len(fields)}")
+        try:
+            value = parse(fields)
+        except ValueError:
+            raise AffWild2Error(f"{path}:{lineno}: expected {expected}, got '{line.strip()}'") from None
+        values.append(value)
+    return values
 
 
 def _image_frames(video_dir: str) -> set[int]:
-  """Frame numbers that have an image in cropped_aligned/<video>/ (empty if the folder is absent)."""
-  if not os.path.isdir(video_dir):
-    return set()
-  frames = set()
-  for name in os.listdir(video_dir):
-    match = _IMAGE_NAME.match(name)
-    if match:
-      frames.add(int(match.group(1)))
-  return frames
+    """Frame numbers that have an image in cropped_aligned/<video>/ (empty if the folder is absent)."""
+    if not os.path.isdir(video_dir):
+        return set()
+    frames = set()
+    for name in os.listdir(video_dir):
+        match = _IMAGE_NAME.match(name)
+        if match:
+            frames.add(int(match.group(1)))
+    return frames
 
 
 def check_tree(root: str) -> None:
-  """Raises AffWild2Error naming the first missing folder of the layout."""
-  folders = [root, os.path.join(root, IMAGES_DIR), os.path.join(root, ANNOTATIONS_DIR)]
-  folders += [os.path.join(root, ANNOTATIONS_DIR, t, s) for t in labels.TASK_SETS.values()
-              for s in labels.SPLIT_SETS.values()]
-  for folder in folders:
-    if not os.path.isdir(folder):
-      raise AffWild2Error(f"{folder}: missing folder (expected the Aff-Wild2 layout "
-                          f"{IMAGES_DIR}/<video>/ and {ANNOTATIONS_DIR}/<task set>/<split set>/<video>.txt)")
+    """Raises AffWild2Error naming the first missing folder of the layout."""
+    folders = [root, os.path.join(root, IMAGES_DIR), os.path.join(root, ANNOTATIONS_DIR)]
+    folders += [os.path.join(root, ANNOTATIONS_DIR, t, s) for t in labels.TASK_SETS.values()
+                for s in labels.SPLIT_SETS.values()]
+    for folder in folders:
+        if not os.path.isdir(folder):
+            raise AffWild2Error(f"{folder}: missing folder (expected the Aff-Wild2 layout "
+                                f"{IMAGES_DIR}/<video>/ and {ANNOTATIONS_DIR}/<task set>/<split set>/<video>.txt)")
 
 
 def read_split(root: str, split: str) -> SplitRecords:
-  """All frame records of `split` ('train' from Train_Set, 'val' from Validation_Set), sorted by (video, frame)."""
-  check_tree(root)
-  per_task: dict[str, dict[str, list]] = {}
-  for task, task_set in labels.TASK_SETS.items():
-    folder = os.path.join(root, ANNOTATIONS_DIR, task_set, labels.SPLIT_SETS[split])
-    per_task[task] = {name[:-4]: parse_annotation_file(os.path.join(folder, name), task)
-                      for name in sorted(os.listdir(folder)) if name.endswith(".txt")}
-  videos = sorted(set().union(*per_task.values()))
-  missing = {"au": (labels.AU_MISSING,) * labels.NUM_AUS, "expr": labels.EXPR_MISSING,
-             "va": (labels.VA_MISSING,) * len(labels.VA_NAMES)}
-  records, without_image, without_label = [], 0, 0
-  for video in videos:
-    video_dir = os.path.join(root, IMAGES_DIR, video)
-    images = _image_frames(video_dir)
-    task_lines = {task: per_task[task].get(video, []) for task in labels.TASK_SETS}
-    num_frames = max(len(lines) for lines in task_lines.values())
-    without_label += sum(1 for f in images if f > num_frames)
-    for frame in range(1, num_frames + 1):
-      if frame not in images:
-        without_image += 1
-        continue
-      value = {task: lines[frame - 1] if frame <= len(lines) else missing[task]
-               for task, lines in task_lines.items()}
-      records.append(FrameRecord(video=video, frame=frame,
-                                 image_path=os.path.join(video_dir, f"{frame:05d}.jpg"),
-                                 au=value["au"], expr=value["expr"], va=value["va"]))
-  return SplitRecords(split=split, records=records, videos=videos,
-                      label_lines={t: sum(len(v) for v in per_task[t].values()) for t in labels.TASK_SETS},
-                      frames_without_image=without_image, images_without_label=without_label)
+    """All frame records of `split` ('train' from Train_Set, 'val' from Validation_Set), sorted by (video, frame)."""
+    check_tree(root)
+    per_task: dict[str, dict[str, list]] = {}
+    for task, task_set in labels.TASK_SETS.items():
+        folder = os.path.join(root, ANNOTATIONS_DIR, task_set, labels.SPLIT_SETS[split])
+        per_task[task] = {name[:-4]: parse_annotation_file(os.path.join(folder, name), task)
+                          for name in sorted(os.listdir(folder)) if name.endswith(".txt")}
+    videos = sorted(set().union(*per_task.values()))
+    missing = {"au": (labels.AU_MISSING,) * labels.NUM_AUS, "expr": labels.EXPR_MISSING,
+               "va": (labels.VA_MISSING,) * len(labels.VA_NAMES)}
+    records, without_image, without_label = [], 0, 0
+    for video in videos:
+        video_dir = os.path.join(root, IMAGES_DIR, video)
+        images = _image_frames(video_dir)
+        task_lines = {task: per_task[task].get(video, []) for task in labels.TASK_SETS}
+        num_frames = max(len(lines) for lines in task_lines.values())
+        without_label += sum(1 for f in images if f > num_frames)
+        for frame in range(1, num_frames + 1):
+            if frame not in images:
+                without_image += 1
+                continue
+            value = {task: lines[frame - 1] if frame <= len(lines) else missing[task]
+                     for task, lines in task_lines.items()}
+            records.append(FrameRecord(video=video, frame=frame,
+                                       image_path=os.path.join(video_dir, f"{frame:05d}.jpg"),
+                                       au=value["au"], expr=value["expr"], va=value["va"]))
+    return SplitRecords(split=split, records=records, videos=videos,
+                        label_lines={t: sum(len(v) for v in per_task[t].values()) for t in labels.TASK_SETS},
+                        frames_without_image=without_image, images_without_label=without_label)

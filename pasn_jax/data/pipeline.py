@@ -31,216 +31,216 @@ AUGMENT_KEYS = ("random_resized_crop", "crop_scale", "crop_ratio", "hflip", "col
 
 @dataclasses.dataclass(frozen=True)
 class Augment:
-  random_resized_crop: bool
-  crop_scale: tuple[float, float]  # area fraction of the source image
-  crop_ratio: tuple[float, float]  # width / height
-  hflip: bool
-  color_jitter: float  # brightness, contrast and saturation factors drawn from [1 - s, 1 + s]; 0 = off
+    random_resized_crop: bool
+    crop_scale: tuple[float, float]  # area fraction of the source image
+    crop_ratio: tuple[float, float]  # width / height
+    hflip: bool
+    color_jitter: float  # brightness, contrast and saturation factors drawn from [1 - s, 1 + s]; 0 = off
 
 
 def augment_options(augment: Mapping) -> Augment:
-  """The train augmentation from a mapping (dict or ml_collections ConfigDict) holding AUGMENT_KEYS."""
-  missing = [k for k in AUGMENT_KEYS if k not in augment]
-  if missing:
-    raise ValueError(f"augment: missing key(s) {missing}; expected {list(AUGMENT_KEYS)}")
-  options = Augment(random_resized_crop=bool(augment["random_resized_crop"]),
-                    crop_scale=tuple(float(v) for v in augment["crop_scale"]),
-                    crop_ratio=tuple(float(v) for v in augment["crop_ratio"]),
-                    hflip=bool(augment["hflip"]), color_jitter=float(augment["color_jitter"]))
-  lo, hi = options.crop_scale
-  if not 0 < lo <= hi <= 1:
-    raise ValueError(f"augment.crop_scale: expected 0 < lo <= hi <= 1, got {options.crop_scale}")
-  lo, hi = options.crop_ratio
-  if not 0 < lo <= hi:
-    raise ValueError(f"augment.crop_ratio: expected 0 < lo <= hi, got {options.crop_ratio}")
-  if not 0 <= options.color_jitter < 1:
-    raise ValueError(f"augment.color_jitter: expected a strength in [0, 1), got {options.color_jitter}")
-  return options
+    """The train augmentation from a mapping (dict or ml_collections ConfigDict) holding AUGMENT_KEYS."""
+    missing = [k for k in AUGMENT_KEYS if k not in augment]
+    if missing:
+        raise ValueError(f"augment: missing key(s) {missing}; expected {list(AUGMENT_KEYS)}")
+    options = Augment(random_resized_crop=bool(augment["random_resized_crop"]),
+                      crop_scale=tuple(float(v) for v in augment["crop_scale"]),
+                      crop_ratio=tuple(float(v) for v in augment["crop_ratio"]),
+                      hflip=bool(augment["hflip"]), color_jitter=float(augment["color_jitter"]))
+    lo, hi = options.crop_scale
+    if not 0 < lo <= hi <= 1:
+        raise ValueError(f"augment.crop_scale: expected 0 < lo <= hi <= 1, got {options.crop_scale}")
+    lo, hi = options.crop_ratio
+    if not 0 < lo <= hi:
+        raise ValueError(f"augment.crop_ratio: expected 0 < lo <= hi, got {options.crop_ratio}")
+    if not 0 <= options.color_jitter < 1:
+        raise ValueError(f"augment.color_jitter: expected a strength in [0, 1), got {options.color_jitter}")
+    return options
 
 
 def label_arrays(record: Mapping) -> dict:
-  """Labels of one record with their masks (1 where annotated; sentinels stay in the label arrays)."""
-  au = np.asarray(record["au"], np.int32)  # [12]
-  va = np.asarray(record["va"], np.float32)  # [2]
-  return {
-      "au": au, "au_mask": (au != labels.AU_MISSING).astype(np.float32),
-      "expr": np.int32(record["expr"]), "expr_mask": np.float32(record["expr"] != labels.EXPR_MISSING),
-      "va": va, "va_mask": np.float32(np.all(va != labels.VA_MISSING)),
-  }
+    """Labels of one record with their masks (1 where annotated; sentinels stay in the label arrays)."""
+    au = np.asarray(record["au"], np.int32)  # [12]
+    va = np.asarray(record["va"], np.float32)  # [2]
+    return {
+        "au": au, "au_mask": (au != labels.AU_MISSING).astype(np.float32),
+        "expr": np.int32(record["expr"]), "expr_mask": np.float32(record["expr"] != labels.EXPR_MISSING),
+        "va": va, "va_mask": np.float32(np.all(va != labels.VA_MISSING)),
+    }
 
 
 def _decode(data: bytes) -> np.ndarray:
-  return simplejpeg.decode_jpeg(data, colorspace="RGB")  # [h, w, 3] uint8
+    return simplejpeg.decode_jpeg(data, colorspace="RGB")  # [h, w, 3] uint8
 
 
 def _resize(image: np.ndarray, box: tuple[int, int, int, int], size: int) -> np.ndarray:
-  """Crops box (x0, y0, x1, y1) and resizes it to size x size (bilinear, antialiased when shrinking)."""
-  if box == (0, 0, image.shape[1], image.shape[0]) and image.shape[:2] == (size, size):
-    return image
-  return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR, box=box))
+    """Crops box (x0, y0, x1, y1) and resizes it to size x size (bilinear, antialiased when shrinking)."""
+    if box == (0, 0, image.shape[1], image.shape[0]) and image.shape[:2] == (size, size):
+        return image
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR, box=box))
 
 
 def _random_crop_box(rng: np.random.Generator, height: int, width: int, scale, ratio) -> tuple:
-  """Random resized crop box: area fraction from `scale`, log-uniform aspect from `ratio`; centre crop if no
-  draw fits."""
-  area = height * width
-  log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
-  for _ in range(_CROP_ATTEMPTS):
-    target = area * rng.uniform(*scale)
-    aspect = math.exp(rng.uniform(*log_ratio))
-    w = int(round(math.sqrt(target * aspect)))
-    h = int(round(math.sqrt(target / aspect)))
-    if 0 < w <= width and 0 < h <= height:
-      x0 = int(rng.integers(0, width - w + 1))
-      y0 = int(rng.integers(0, height - h + 1))
-      return x0, y0, x0 + w, y0 + h
-  aspect = min(max(width / height, ratio[0]), ratio[1])
-  w, h = (width, int(round(width / aspect))) if width / height < aspect else (int(round(height * aspect)), height)
-  x0, y0 = (width - w) // 2, (height - h) // 2
-  return x0, y0, x0 + w, y0 + h
+    """Random resized crop box: area fraction from `scale`, log-uniform aspect from `ratio`; centre crop if no
+    draw fits."""
+    area = height * width
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(_CROP_ATTEMPTS):
+        target = area * rng.uniform(*scale)
+        aspect = math.exp(rng.uniform(*log_ratio))
+        w = int(round(math.sqrt(target * aspect)))
+        h = int(round(math.sqrt(target / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            x0 = int(rng.integers(0, width - w + 1))
+            y0 = int(rng.integers(0, height - h + 1))
+            return x0, y0, x0 + w, y0 + h
+    aspect = min(max(width / height, ratio[0]), ratio[1])
+    w, h = (width, int(round(width / aspect))) if width / height < aspect else (int(round(height * aspect)), height)
+    x0, y0 = (width - w) // 2, (height - h) // 2
+    return x0, y0, x0 + w, y0 + h
 
 
 def _normalise(image: np.ndarray, brightness=1.0, contrast=1.0, saturation=1.0) -> np.ndarray:
-  """uint8 [H,W,3] -> float32 (x/255 - 0.5)/0.5, after brightness, contrast and saturation factors.
+    """uint8 [H,W,3] -> float32 (x/255 - 0.5)/0.5, after brightness, contrast and saturation factors.
 
-  brightness b, then contrast c around the mean grey m, then saturation t towards the per-pixel grey g:
-  out = t c b x + (1 - t) c b g(x) + (1 - c) m, clipped to [0, 255] once at the end (folded into the
-  normalisation as a clip to [-1, 1]).
-  """
-  x = image.astype(np.float32)
-  if brightness == contrast == saturation == 1.0:
-    x *= np.float32(1 / 127.5)
-    x -= np.float32(1.0)
-    return x
-  grey = x @ _GREY  # [H, W]
-  mean = brightness * float(grey.mean())
-  grey *= np.float32((1 - saturation) * contrast * brightness / 127.5)
-  grey += np.float32((1 - contrast) * mean / 127.5 - 1.0)
-  x *= np.float32(saturation * contrast * brightness / 127.5)
-  x += grey[..., None]
-  return np.clip(x, -1.0, 1.0, out=x)
+    brightness b, then contrast c around the mean grey m, then saturation t towards the per-pixel grey g:
+    out = t c b x + (1 - t) c b g(x) + (1 - c) m, clipped to [0, 255] once at the end (folded into the
+    normalisation as a clip to [-1, 1]).
+    """
+    x = image.astype(np.float32)
+    if brightness == contrast == saturation == 1.0:
+        x *= np.float32(1 / 127.5)
+        x -= np.float32(1.0)
+        return x
+    grey = x @ _GREY  # [H, W]
+    mean = brightness * float(grey.mean())
+    grey *= np.float32((1 - saturation) * contrast * brightness / 127.5)
+    grey += np.float32((1 - contrast) * mean / 127.5 - 1.0)
+    x *= np.float32(saturation * contrast * brightness / 127.5)
+    x += grey[..., None]
+    return np.clip(x, -1.0, 1.0, out=x)
 
 
 class TrainTransform(grain.transforms.RandomMap):
-  """record -> augmented example: decode, random resized crop, flip, colour jitter, resize, normalise."""
+    """record -> augmented example: decode, random resized crop, flip, colour jitter, resize, normalise."""
 
-  def __init__(self, image_size: int, augment: Augment):
-    self.image_size = image_size
-    self.augment = augment
+    def __init__(self, image_size: int, augment: Augment):
+        self.image_size = image_size
+        self.augment = augment
 
-  def random_map(self, record: Mapping, rng: np.random.Generator) -> dict:
-    image = _decode(record["image"])
-    height, width = image.shape[:2]
-    a = self.augment
-    box = (_random_crop_box(rng, height, width, a.crop_scale, a.crop_ratio) if a.random_resized_crop
-           else (0, 0, width, height))
-    image = _resize(image, box, self.image_size)
-    if a.hflip and rng.random() < 0.5:
-      image = image[:, ::-1]
-    factors = rng.uniform(1 - a.color_jitter, 1 + a.color_jitter, 3) if a.color_jitter else (1.0, 1.0, 1.0)
-    return {"image": _normalise(image, *factors), **label_arrays(record)}
+    def random_map(self, record: Mapping, rng: np.random.Generator) -> dict:
+        image = _decode(record["image"])
+        height, width = image.shape[:2]
+        a = self.augment
+        box = (_random_crop_box(rng, height, width, a.crop_scale, a.crop_ratio) if a.random_resized_crop
+               else (0, 0, width, height))
+        image = _resize(image, box, self.image_size)
+        if a.hflip and rng.random() < 0.5:
+            image = image[:, ::-1]
+        factors = rng.uniform(1 - a.color_jitter, 1 + a.color_jitter, 3) if a.color_jitter else (1.0, 1.0, 1.0)
+        return {"image": _normalise(image, *factors), **label_arrays(record)}
 
 
 class EvalTransform(grain.transforms.Map):
-  """record -> example without augmentation, with its video and frame."""
+    """record -> example without augmentation, with its video and frame."""
 
-  def __init__(self, image_size: int):
-    self.image_size = image_size
+    def __init__(self, image_size: int):
+        self.image_size = image_size
 
-  def map(self, record: Mapping) -> dict:
-    image = _decode(record["image"])
-    image = _resize(image, (0, 0, image.shape[1], image.shape[0]), self.image_size)
-    return {"image": _normalise(image), **label_arrays(record), "video": record["video"],
-            "frame": np.int32(record["frame"]), "valid": True}
+    def map(self, record: Mapping) -> dict:
+        image = _decode(record["image"])
+        image = _resize(image, (0, 0, image.shape[1], image.shape[0]), self.image_size)
+        return {"image": _normalise(image), **label_arrays(record), "video": record["video"],
+                "frame": np.int32(record["frame"]), "valid": True}
 
 
 def _shard_options(shard_index: int | None, shard_count: int | None) -> grain.sharding.ShardOptions:
-  if shard_index is None and shard_count is None:
-    return grain.sharding.ShardByJaxProcess(drop_remainder=False)
-  if shard_index is None or shard_count is None:
-    raise ValueError(f"shard_index and shard_count go together, got {shard_index} and {shard_count}")
-  return grain.sharding.ShardOptions(shard_index=shard_index, shard_count=shard_count, drop_remainder=False)
+    if shard_index is None and shard_count is None:
+        return grain.sharding.ShardByJaxProcess(drop_remainder=False)
+    if shard_index is None or shard_count is None:
+        raise ValueError(f"shard_index and shard_count go together, got {shard_index} and {shard_count}")
+    return grain.sharding.ShardOptions(shard_index=shard_index, shard_count=shard_count, drop_remainder=False)
 
 
 def train_sampler(data_dir: str, *, seed: int, split: str = "train", shard_index: int | None = None,
                   shard_count: int | None = None) -> grain.samplers.IndexSampler:
-  """Infinite, globally shuffled index sampler over this process's contiguous share of the records."""
-  return grain.samplers.IndexSampler(num_records=num_records(data_dir, split),
-                                     shard_options=_shard_options(shard_index, shard_count),
-                                     shuffle=True, num_epochs=None, seed=seed)
+    """Infinite, globally shuffled index sampler over this process's contiguous share of the records."""
+    return grain.samplers.IndexSampler(num_records=num_records(data_dir, split),
+                                       shard_options=_shard_options(shard_index, shard_count),
+                                       shuffle=True, num_epochs=None, seed=seed)
 
 
 def train_dataset(data_dir: str, *, batch_size: int, image_size: int, seed: int, augment: Mapping,
                   split: str = "train", worker_count: int = 0, shard_index: int | None = None,
                   shard_count: int | None = None) -> grain.DataLoaderIterator:
-  """Infinite iterator of augmented train batches of `batch_size` (per process); supports get_state/set_state
-  and grain.checkpoint.CheckpointSave/Restore. Shards by JAX process unless shard_index/count are given."""
-  source = shards.ShardSource(data_dir, split)
-  if len(source) == 0:
-    raise shards.ShardError(f"{data_dir}: split '{split}' has no records")
-  if worker_count and not flags.FLAGS.is_parsed():
-    flags.FLAGS.mark_as_parsed()  # grain's worker processes read absl flags (ARCHITECTURE.md, "Facts measured")
-  loader = grain.DataLoader(
-      data_source=source,
-      sampler=train_sampler(data_dir, seed=seed, split=split, shard_index=shard_index, shard_count=shard_count),
-      operations=[TrainTransform(image_size, augment_options(augment)),
-                  grain.transforms.Batch(batch_size=batch_size, drop_remainder=True)],
-      worker_count=worker_count, read_options=READ_OPTIONS)
-  return iter(loader)
+    """Infinite iterator of augmented train batches of `batch_size` (per process); supports get_state/set_state
+    and grain.checkpoint.CheckpointSave/Restore. Shards by JAX process unless shard_index/count are given."""
+    source = shards.ShardSource(data_dir, split)
+    if len(source) == 0:
+        raise shards.ShardError(f"{data_dir}: split '{split}' has no records")
+    if worker_count and not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()  # grain's worker processes read absl flags (ARCHITECTURE.md, "Facts measured")
+    loader = grain.DataLoader(
+        data_source=source,
+        sampler=train_sampler(data_dir, seed=seed, split=split, shard_index=shard_index, shard_count=shard_count),
+        operations=[TrainTransform(image_size, augment_options(augment)),
+                    grain.transforms.Batch(batch_size=batch_size, drop_remainder=True)],
+        worker_count=worker_count, read_options=READ_OPTIONS)
+    return iter(loader)
 
 
 def _padding(image_size: int) -> dict:
-  """One padding example: sentinel labels, zero masks, valid False."""
-  return {"image": np.zeros((image_size, image_size, 3), np.float32),
-          **label_arrays({"au": [labels.AU_MISSING] * labels.NUM_AUS, "expr": labels.EXPR_MISSING,
-                          "va": [labels.VA_MISSING] * len(labels.VA_NAMES)}),
-          "video": "", "frame": np.int32(0), "valid": False}
+    """One padding example: sentinel labels, zero masks, valid False."""
+    return {"image": np.zeros((image_size, image_size, 3), np.float32),
+            **label_arrays({"au": [labels.AU_MISSING] * labels.NUM_AUS, "expr": labels.EXPR_MISSING,
+                            "va": [labels.VA_MISSING] * len(labels.VA_NAMES)}),
+            "video": "", "frame": np.int32(0), "valid": False}
 
 
 def _stack(examples: list[dict]) -> dict:
-  return {k: np.stack([e[k] for e in examples]) if k != "video" else np.array([e[k] for e in examples], str)
-          for k in examples[0]}
+    return {k: np.stack([e[k] for e in examples]) if k != "video" else np.array([e[k] for e in examples], str)
+            for k in examples[0]}
 
 
 class EvalBatches:
-  """Eval batches of one process: its share [start, stop) of the split, in order, padded to `num_batches`."""
+    """Eval batches of one process: its share [start, stop) of the split, in order, padded to `num_batches`."""
 
-  def __init__(self, source: shards.ShardSource, start: int, stop: int, *, batch_size: int, image_size: int,
-               num_batches: int):
-    self.source, self.start, self.stop = source, start, stop
-    self.batch_size, self.image_size, self.num_batches = batch_size, image_size, num_batches
+    def __init__(self, source: shards.ShardSource, start: int, stop: int, *, batch_size: int, image_size: int,
+                 num_batches: int):
+        self.source, self.start, self.stop = source, start, stop
+        self.batch_size, self.image_size, self.num_batches = batch_size, image_size, num_batches
 
-  def __len__(self) -> int:
-    return self.num_batches
+    def __len__(self) -> int:
+        return self.num_batches
 
-  def __iter__(self):
-    pad = _padding(self.image_size)
-    dataset = grain.MapDataset.source(self.source)[self.start:self.stop].map(EvalTransform(self.image_size))
-    pending, produced = [], 0
-    for example in dataset.to_iter_dataset(READ_OPTIONS):
-      pending.append(example)
-      if len(pending) == self.batch_size:
-        yield _stack(pending)
-        pending, produced = [], produced + 1
-    if pending:
-      yield _stack(pending + [pad] * (self.batch_size - len(pending)))
-      produced += 1
-    for _ in range(self.num_batches - produced):
-      yield _stack([pad] * self.batch_size)
+    def __iter__(self):
+        pad = _padding(self.image_size)
+        dataset = grain.MapDataset.source(self.source)[self.start:self.stop].map(EvalTransform(self.image_size))
+        pending, produced = [], 0
+        for example in dataset.to_iter_dataset(READ_OPTIONS):
+            pending.append(example)
+            if len(pending) == self.batch_size:
+                yield _stack(pending)
+                pending, produced = [], produced + 1
+        if pending:
+            yield _stack(pending + [pad] * (self.batch_size - len(pending)))
+            produced += 1
+        for _ in range(self.num_batches - produced):
+            yield _stack([pad] * self.batch_size)
 
 
 def eval_dataset(data_dir: str, *, batch_size: int, image_size: int, split: str = "val",
                  shard_index: int | None = None, shard_count: int | None = None) -> EvalBatches:
-  """Every record of this process's share once, in order, no augmentation; the last batch padded (`valid`
-  marks real records) and every process yields ceil(ceil(N / shard_count) / batch_size) batches."""
-  options = _shard_options(shard_index, shard_count)
-  source = shards.ShardSource(data_dir, split)
-  share = -(-len(source) // options.shard_count)
-  start = min(len(source), options.shard_index * share)
-  stop = min(len(source), start + share)
-  return EvalBatches(source, start, stop, batch_size=batch_size, image_size=image_size,
-                     num_batches=-(-share // batch_size))
+    """Every record of this process's share once, in order, no augmentation; the last batch padded (`valid`
+    marks real records) and every process yields ceil(ceil(N / shard_count) / batch_size) batches."""
+    options = _shard_options(shard_index, shard_count)
+    source = shards.ShardSource(data_dir, split)
+    share = -(-len(source) // options.shard_count)
+    start = min(len(source), options.shard_index * share)
+    stop = min(len(source), start + share)
+    return EvalBatches(source, start, stop, batch_size=batch_size, image_size=image_size,
+                       num_batches=-(-share // batch_size))
 
 
 def num_records(data_dir: str, split: str) -> int:
-  return int(shards.read_metadata(data_dir, split)["num_records"])
+    return int(shards.read_metadata(data_dir, split)["num_records"])

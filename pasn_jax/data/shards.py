@@ -25,15 +25,15 @@ FORMAT_VERSION = 1
 
 
 class ShardError(ValueError):
-  """A shard folder, shard or record that is missing, truncated or corrupt; the message names it."""
+    """A shard folder, shard or record that is missing, truncated or corrupt; the message names it."""
 
 
 def _crc_table() -> np.ndarray:
-  """T[b]: the raw (zero-initialised) crc32c register after the single byte b. [256] uint32."""
-  table = np.arange(256, dtype=np.uint32)
-  for _ in range(8):
-    table = np.where(table & 1, (table >> 1) ^ np.uint32(_CRC32C_POLY), table >> 1).astype(np.uint32)
-  return table
+    """T[b]: the raw (zero-initialised) crc32c register after the single byte b. [256] uint32."""
+    table = np.arange(256, dtype=np.uint32)
+    for _ in range(8):
+        table = np.where(table & 1, (table >> 1) ^ np.uint32(_CRC32C_POLY), table >> 1).astype(np.uint32)
+    return table
 
 
 _TABLE = _crc_table()
@@ -42,268 +42,268 @@ _SHORT = 64  # inputs shorter than this (record headers) take the plain byte loo
 
 
 def _shift_zeros(registers: np.ndarray, count: int) -> np.ndarray:
-  """Raw crc32c registers after `count` more zero bytes (one step per byte; used only to build tables)."""
-  r = registers.astype(np.uint32)
-  for _ in range(count):
-    r = _TABLE[r & 0xFF] ^ (r >> 8)
-  return r
+    """Raw crc32c registers after `count` more zero bytes (one step per byte; used only to build tables)."""
+    r = registers.astype(np.uint32)
+    for _ in range(count):
+        r = _TABLE[r & 0xFF] ^ (r >> 8)
+    return r
 
 
 def _shift_tables(count: int) -> np.ndarray:
-  """Tables S[j, v] = register (v << 8j) shifted by `count` zero bytes, built by doubling. [4, 256] uint32."""
-  base = (np.arange(256, dtype=np.uint32)[None, :] << (8 * np.arange(4, dtype=np.uint32))[:, None])
-  result = base.copy()  # identity (shift by 0)
-  power = _shift_zeros(base, 1)  # shift by 1
-  while count:
-    if count & 1:
-      result = _apply_shift(power, result)
-    power = _apply_shift(power, power)
-    count >>= 1
-  return result
+    """Tables S[j, v] = register (v << 8j) shifted by `count` zero bytes, built by doubling. [4, 256] uint32."""
+    base = (np.arange(256, dtype=np.uint32)[None, :] << (8 * np.arange(4, dtype=np.uint32))[:, None])
+    result = base.copy()  # identity (shift by 0)
+    power = _shift_zeros(base, 1)  # shift by 1
+    while count:
+        if count & 1:
+            result = _apply_shift(power, result)
+        power = _apply_shift(power, power)
+        count >>= 1
+    return result
 
 
 def _apply_shift(tables: np.ndarray, registers: np.ndarray) -> np.ndarray:
-  """Applies the linear shift operator given by `tables` [4, 256] to uint32 registers of any shape."""
-  r = registers.astype(np.uint32)
-  return tables[0][r & 0xFF] ^ tables[1][(r >> 8) & 0xFF] ^ tables[2][(r >> 16) & 0xFF] ^ tables[3][r >> 24]
+    """Applies the linear shift operator given by `tables` [4, 256] to uint32 registers of any shape."""
+    r = registers.astype(np.uint32)
+    return tables[0][r & 0xFF] ^ tables[1][(r >> 8) & 0xFF] ^ tables[2][(r >> 16) & 0xFF] ^ tables[3][r >> 24]
 
 
 # _POSITION[c, b]: contribution of byte b at column c of a lane, i.e. followed by _LANE - 1 - c bytes.
 _POSITION = np.empty((_LANE, 256), np.uint32)  # [_LANE, 256]
 _POSITION[_LANE - 1] = _TABLE
 for _c in range(_LANE - 2, -1, -1):
-  _POSITION[_c] = _TABLE[_POSITION[_c + 1] & 0xFF] ^ (_POSITION[_c + 1] >> 8)
+    _POSITION[_c] = _TABLE[_POSITION[_c + 1] & 0xFF] ^ (_POSITION[_c + 1] >> 8)
 _COLUMNS = np.arange(_LANE)[None, :]  # [1, _LANE]
 _ONE_LANE = _shift_tables(_LANE)
 _lane_shifts = _shift_tables(0)[None]  # [q, 4, 256]: tables shifting a register by q * _LANE zero bytes
 
 
 def _lane_shift_tables(count: int) -> np.ndarray:
-  """Shift tables for 0 .. count - 1 lanes, extended on demand. [count, 4, 256] uint32."""
-  global _lane_shifts
-  while len(_lane_shifts) < count:
-    _lane_shifts = np.concatenate([_lane_shifts, _apply_shift(_ONE_LANE, _lane_shifts[-1])[None]])
-  return _lane_shifts[:count]
+    """Shift tables for 0 .. count - 1 lanes, extended on demand. [count, 4, 256] uint32."""
+    global _lane_shifts
+    while len(_lane_shifts) < count:
+        _lane_shifts = np.concatenate([_lane_shifts, _apply_shift(_ONE_LANE, _lane_shifts[-1])[None]])
+    return _lane_shifts[:count]
 
 
 def crc32c(data: bytes) -> int:
-  """CRC-32C (Castagnoli) of `data`, as TFRecord uses it; crc32c(b"123456789") == 0xE3069283.
+    """CRC-32C (Castagnoli) of `data`, as TFRecord uses it; crc32c(b"123456789") == 0xE3069283.
 
-  CRC is linear over GF(2): the initial value 0xFFFFFFFF equals XOR-ing the first four bytes with 0xFF, each
-  byte's contribution depends only on its value and how many bytes follow it, so the bytes are gathered from
-  position tables per 256-byte lane and the lanes are combined with precomputed shift operators.
-  """
-  n = len(data)
-  buf = np.frombuffer(data, np.uint8)
-  if n < _SHORT:
-    r = 0xFFFFFFFF
-    for b in data:
-      r = _TABLE_LIST[(r ^ b) & 0xFF] ^ (r >> 8)
-    return r ^ 0xFFFFFFFF
-  lanes = -(-n // _LANE)
-  start = lanes * _LANE - n
-  padded = np.zeros(lanes * _LANE, np.uint8)  # leading zero bytes leave a zero-initialised crc unchanged
-  padded[start:] = buf
-  padded[start:start + 4] ^= 0xFF
-  grid = padded.reshape(lanes, _LANE)  # [lanes, _LANE]
-  per_lane = np.bitwise_xor.reduce(_POSITION[_COLUMNS, grid], axis=1)  # [lanes]
-  shifts = _lane_shift_tables(lanes)[::-1]  # lane q is followed by lanes - 1 - q lanes
-  rows = np.arange(lanes)
-  shifted = (shifts[rows, 0, per_lane & 0xFF] ^ shifts[rows, 1, (per_lane >> 8) & 0xFF]
-             ^ shifts[rows, 2, (per_lane >> 16) & 0xFF] ^ shifts[rows, 3, per_lane >> 24])  # [lanes]
-  return int(np.bitwise_xor.reduce(shifted)) ^ 0xFFFFFFFF
+    CRC is linear over GF(2): the initial value 0xFFFFFFFF equals XOR-ing the first four bytes with 0xFF, each
+    byte's contribution depends only on its value and how many bytes follow it, so the bytes are gathered from
+    position tables per 256-byte lane and the lanes are combined with precomputed shift operators.
+    """
+    n = len(data)
+    buf = np.frombuffer(data, np.uint8)
+    if n < _SHORT:
+        r = 0xFFFFFFFF
+        for b in data:
+            r = _TABLE_LIST[(r ^ b) & 0xFF] ^ (r >> 8)
+        return r ^ 0xFFFFFFFF
+    lanes = -(-n // _LANE)
+    start = lanes * _LANE - n
+    padded = np.zeros(lanes * _LANE, np.uint8)  # leading zero bytes leave a zero-initialised crc unchanged
+    padded[start:] = buf
+    padded[start:start + 4] ^= 0xFF
+    grid = padded.reshape(lanes, _LANE)  # [lanes, _LANE]
+    per_lane = np.bitwise_xor.reduce(_POSITION[_COLUMNS, grid], axis=1)  # [lanes]
+    shifts = _lane_shift_tables(lanes)[::-1]  # lane q is followed by lanes - 1 - q lanes
+    rows = np.arange(lanes)
+    shifted = (shifts[rows, 0, per_lane & 0xFF] ^ shifts[rows, 1, (per_lane >> 8) & 0xFF]
+               ^ shifts[rows, 2, (per_lane >> 16) & 0xFF] ^ shifts[rows, 3, per_lane >> 24])  # [lanes]
+    return int(np.bitwise_xor.reduce(shifted)) ^ 0xFFFFFFFF
 
 
 def masked_crc32c(data: bytes) -> int:
-  crc = crc32c(data)
-  return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + _CRC_MASK_DELTA) & 0xFFFFFFFF
+    crc = crc32c(data)
+    return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + _CRC_MASK_DELTA) & 0xFFFFFFFF
 
 
 def frame_record(data: bytes) -> bytes:
-  """TFRecord framing of one serialized record."""
-  header = _HEADER.pack(len(data))
-  return b"".join((header, struct.pack("<I", masked_crc32c(header)), data,
-                   struct.pack("<I", masked_crc32c(data))))
+    """TFRecord framing of one serialized record."""
+    header = _HEADER.pack(len(data))
+    return b"".join((header, struct.pack("<I", masked_crc32c(header)), data,
+                     struct.pack("<I", masked_crc32c(data))))
 
 
 def unframe_record(framed: bytes, where: str) -> bytes:
-  """Checks the framing and both CRCs of one record read from a shard; `where` names it in errors."""
-  if len(framed) < 16:
-    raise ShardError(f"{where}: truncated record ({len(framed)} bytes, a record needs at least 16)")
-  header = framed[:8]
-  (length,) = _HEADER.unpack(header)
-  if struct.unpack("<I", framed[8:12])[0] != masked_crc32c(header):
-    raise ShardError(f"{where}: length CRC mismatch (corrupt record header)")
-  if length + 16 != len(framed):
-    raise ShardError(f"{where}: record length {length} does not match its index extent {len(framed) - 16}")
-  data = framed[12:12 + length]
-  if struct.unpack("<I", framed[12 + length:])[0] != masked_crc32c(data):
-    raise ShardError(f"{where}: data CRC mismatch (corrupt record)")
-  return data
+    """Checks the framing and both CRCs of one record read from a shard; `where` names it in errors."""
+    if len(framed) < 16:
+        raise ShardError(f"{where}: truncated record ({len(framed)} bytes, a record needs at least 16)")
+    header = framed[:8]
+    (length,) = _HEADER.unpack(header)
+    if struct.unpack("<I", framed[8:12])[0] != masked_crc32c(header):
+        raise ShardError(f"{where}: length CRC mismatch (corrupt record header)")
+    if length + 16 != len(framed):
+        raise ShardError(f"{where}: record length {length} does not match its index extent {len(framed) - 16}")
+    data = framed[12:12 + length]
+    if struct.unpack("<I", framed[12 + length:])[0] != masked_crc32c(data):
+        raise ShardError(f"{where}: data CRC mismatch (corrupt record)")
+    return data
 
 
 def encode_example(record: Mapping) -> bytes:
-  """Serializes one frame record by the shard record contract (keys image, video, frame, au, expr, va, source)."""
-  example = tf_example_pb2.Example()
-  feature = example.features.feature
-  feature["image"].bytes_list.value.append(record["image"])
-  feature["video"].bytes_list.value.append(record["video"].encode())
-  feature["frame"].int64_list.value.append(int(record["frame"]))
-  feature["au"].int64_list.value.extend(int(v) for v in record["au"])
-  feature["expr"].int64_list.value.append(int(record["expr"]))
-  feature["va"].float_list.value.extend(float(v) for v in record["va"])
-  feature["source"].bytes_list.value.append(record["source"].encode())
-  return example.SerializeToString()
+    """Serializes one frame record by the shard record contract (keys image, video, frame, au, expr, va, source)."""
+    example = tf_example_pb2.Example()
+    feature = example.features.feature
+    feature["image"].bytes_list.value.append(record["image"])
+    feature["video"].bytes_list.value.append(record["video"].encode())
+    feature["frame"].int64_list.value.append(int(record["frame"]))
+    feature["au"].int64_list.value.extend(int(v) for v in record["au"])
+    feature["expr"].int64_list.value.append(int(record["expr"]))
+    feature["va"].float_list.value.extend(float(v) for v in record["va"])
+    feature["source"].bytes_list.value.append(record["source"].encode())
+    return example.SerializeToString()
 
 
 def decode_example(data: bytes, where: str) -> dict:
-  """Parses one serialized record into {image: bytes, video: str, frame: int, au: int32[12], expr: int,
-  va: float32[2], source: str}."""
-  try:
-    feature = tf_example_pb2.Example.FromString(data).features.feature
-    record = {
-        "image": feature["image"].bytes_list.value[0],
-        "video": feature["video"].bytes_list.value[0].decode(),
-        "frame": int(feature["frame"].int64_list.value[0]),
-        "au": np.asarray(feature["au"].int64_list.value, np.int32),
-        "expr": int(feature["expr"].int64_list.value[0]),
-        "va": np.asarray(feature["va"].float_list.value, np.float32),
-        "source": feature["source"].bytes_list.value[0].decode(),
-    }
-  except (IndexError, UnicodeDecodeError, ValueError) as e:  # protobuf's DecodeError is a ValueError
-    raise ShardError(f"{where}: not a valid record of the shard contract ({e})") from None
-  if record["au"].shape != (labels.NUM_AUS,) or record["va"].shape != (len(labels.VA_NAMES),):
-    raise ShardError(f"{where}: expected au[{labels.NUM_AUS}] and va[2], got au{list(record['au'].shape)} "
-                     f"and va{list(record['va'].shape)}")
-  return record
+    """Parses one serialized record into {image: bytes, video: str, frame: int, au: int32[12], expr: int,
+    va: float32[2], source: str}."""
+    try:
+        feature = tf_example_pb2.Example.FromString(data).features.feature
+        record = {
+            "image": feature["image"].bytes_list.value[0],
+            "video": feature["video"].bytes_list.value[0].decode(),
+            "frame": int(feature["frame"].int64_list.value[0]),
+            "au": np.asarray(feature["au"].int64_list.value, np.int32),
+            "expr": int(feature["expr"].int64_list.value[0]),
+            "va": np.asarray(feature["va"].float_list.value, np.float32),
+            "source": feature["source"].bytes_list.value[0].decode(),
+        }
+    except (IndexError, UnicodeDecodeError, ValueError) as e:  # protobuf's DecodeError is a ValueError
+        raise ShardError(f"{where}: not a valid record of the shard contract ({e})") from None
+    if record["au"].shape != (labels.NUM_AUS,) or record["va"].shape != (len(labels.VA_NAMES),):
+        raise ShardError(f"{where}: expected au[{labels.NUM_AUS}] and va[2], got au{list(record['au'].shape)} "
+                         f"and va{list(record['va'].shape)}")
+    return record
 
 
 def shard_name(split: str, index: int, count: int) -> str:
-  return f"{split}-{index:05d}-of-{count:05d}.tfrecord"
+    return f"{split}-{index:05d}-of-{count:05d}.tfrecord"
 
 
 def write_shard(path: str, records: Iterable[Mapping]) -> dict:
-  """Writes one shard and its index under temporary names, then renames them; returns its metadata entry."""
-  offsets = [0]
-  tmp, tmp_index = path + ".tmp", path + ".index.tmp"
-  with open(tmp, "wb") as f:
-    for record in records:
-      framed = frame_record(encode_example(record))
-      f.write(framed)
-      offsets.append(offsets[-1] + len(framed))
-  with open(tmp_index, "wb") as f:
-    f.write(np.asarray(offsets, "<u8").tobytes())
-  os.replace(tmp_index, path + ".index")
-  os.replace(tmp, path)
-  return {"file": os.path.basename(path), "index": os.path.basename(path) + ".index",
-          "num_records": len(offsets) - 1, "bytes": offsets[-1]}
+    """Writes one shard and its index under temporary names, then renames them; returns its metadata entry."""
+    offsets = [0]
+    tmp, tmp_index = path + ".tmp", path + ".index.tmp"
+    with open(tmp, "wb") as f:
+        for record in records:
+            framed = frame_record(encode_example(record))
+            f.write(framed)
+            offsets.append(offsets[-1] + len(framed))
+    with open(tmp_index, "wb") as f:
+        f.write(np.asarray(offsets, "<u8").tobytes())
+    os.replace(tmp_index, path + ".index")
+    os.replace(tmp, path)
+    return {"file": os.path.basename(path), "index": os.path.basename(path) + ".index",
+            "num_records": len(offsets) - 1, "bytes": offsets[-1]}
 
 
 def write_metadata(data_dir: str, split: str, metadata: Mapping) -> str:
-  """Writes `<split>.json` (last, atomically: its presence marks the split's shards as whole)."""
-  path = os.path.join(data_dir, f"{split}.json")
-  with open(path + ".tmp", "w") as f:
-    json.dump(metadata, f, indent=1)
-    f.write("\n")
-  os.replace(path + ".tmp", path)
-  return path
+    """Writes `<split>.json` (last, atomically: its presence marks the split's shards as whole)."""
+    path = os.path.join(data_dir, f"{split}.json")
+    with open(path + ".tmp", "w") as f:
+        json.dump(metadata, f, indent=1)
+        f.write("\n")
+    os.replace(path + ".tmp", path)
+    return path
 
 
 def read_metadata(data_dir: str, split: str) -> dict:
-  """The `<split>.json` of a shard folder."""
-  path = os.path.join(data_dir, f"{split}.json")
-  if not os.path.isfile(path):
-    raise ShardError(f"{path}: missing; the folder holds no complete '{split}' shards "
-                     "(run `python -m pasn_jax.data.convert` first)")
-  try:
-    with open(path) as f:
-      metadata = json.load(f)
-  except json.JSONDecodeError as e:
-    raise ShardError(f"{path}: not valid JSON ({e})") from None
-  for key in ("num_records", "shards"):
-    if key not in metadata:
-      raise ShardError(f"{path}: missing key '{key}'")
-  return metadata
+    """The `<split>.json` of a shard folder."""
+    path = os.path.join(data_dir, f"{split}.json")
+    if not os.path.isfile(path):
+        raise ShardError(f"{path}: missing; the folder holds no complete '{split}' shards "
+                         "(run `python -m pasn_jax.data.convert` first)")
+    try:
+        with open(path) as f:
+            metadata = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ShardError(f"{path}: not valid JSON ({e})") from None
+    for key in ("num_records", "shards"):
+        if key not in metadata:
+            raise ShardError(f"{path}: missing key '{key}'")
+    return metadata
 
 
 class ShardSource:
-  """grain RandomAccessDataSource over all shards of a split, in stored (video, frame) order.
+    """grain RandomAccessDataSource over all shards of a split, in stored (video, frame) order.
 
-  Opens files lazily per process (picklable for grain workers); reads with os.pread (thread safe); checks
-  every record's CRCs. source[i] -> dict record (see decode_example).
-  """
+    Opens files lazily per process (picklable for grain workers); reads with os.pread (thread safe); checks
+    every record's CRCs. source[i] -> dict record (see decode_example).
+    """
 
-  def __init__(self, data_dir: str, split: str):
-    self._data_dir = data_dir
-    self._split = split
-    metadata = read_metadata(data_dir, split)
-    self._shards = [os.path.join(data_dir, s["file"]) for s in metadata["shards"]]
-    counts = [int(s["num_records"]) for s in metadata["shards"]]
-    self._starts = np.cumsum([0] + counts)  # [num_shards + 1]: global index of each shard's first record
-    self._offsets = []
-    for path, entry in zip(self._shards, metadata["shards"]):
-      self._offsets.append(self._load_index(path, entry))
-    self._fds: dict[int, int] = {}
-    self._pid = None
+    def __init__(self, data_dir: str, split: str):
+        self._data_dir = data_dir
+        self._split = split
+        metadata = read_metadata(data_dir, split)
+        self._shards = [os.path.join(data_dir, s["file"]) for s in metadata["shards"]]
+        counts = [int(s["num_records"]) for s in metadata["shards"]]
+        self._starts = np.cumsum([0] + counts)  # [num_shards + 1]: global index of each shard's first record
+        self._offsets = []
+        for path, entry in zip(self._shards, metadata["shards"]):
+            self._offsets.append(self._load_index(path, entry))
+        self._fds: dict[int, int] = {}
+        self._pid = None
 
-  @staticmethod
-  def _load_index(path: str, entry: Mapping) -> np.ndarray:
-    index_path = os.path.join(os.path.dirname(path), entry["index"])
-    for p in (path, index_path):
-      if not os.path.isfile(p):
-        raise ShardError(f"{p}: missing shard file")
-    offsets = np.fromfile(index_path, "<u8")
-    n = int(entry["num_records"])
-    if offsets.shape != (n + 1,) or offsets[0] != 0 or np.any(np.diff(offsets.astype(np.int64)) < 16):
-      raise ShardError(f"{index_path}: expected {n + 1} increasing offsets for {n} records")
-    size = os.path.getsize(path)
-    if size != int(offsets[-1]) or size != int(entry["bytes"]):
-      raise ShardError(f"{path}: truncated or overwritten shard ({size} bytes, index and metadata say "
-                       f"{int(offsets[-1])} and {int(entry['bytes'])})")
-    return offsets
+    @staticmethod
+    def _load_index(path: str, entry: Mapping) -> np.ndarray:
+        index_path = os.path.join(os.path.dirname(path), entry["index"])
+        for p in (path, index_path):
+            if not os.path.isfile(p):
+                raise ShardError(f"{p}: missing shard file")
+        offsets = np.fromfile(index_path, "<u8")
+        n = int(entry["num_records"])
+        if offsets.shape != (n + 1,) or offsets[0] != 0 or np.any(np.diff(offsets.astype(np.int64)) < 16):
+            raise ShardError(f"{index_path}: expected {n + 1} increasing offsets for {n} records")
+        size = os.path.getsize(path)
+        if size != int(offsets[-1]) or size != int(entry["bytes"]):
+            raise ShardError(f"{path}: truncated or overwritten shard ({size} bytes, index and metadata say "
+                             f"{int(offsets[-1])} and {int(entry['bytes'])})")
+        return offsets
 
-  def __len__(self) -> int:
-    return int(self._starts[-1])
+    def __len__(self) -> int:
+        return int(self._starts[-1])
 
-  def __repr__(self) -> str:
-    return f"ShardSource({self._data_dir!r}, {self._split!r}, {len(self)} records)"
+    def __repr__(self) -> str:
+        return f"ShardSource({self._data_dir!r}, {self._split!r}, {len(self)} records)"
 
-  def __getstate__(self):
-    state = dict(self.__dict__)
-    state["_fds"], state["_pid"] = {}, None
-    return state
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_fds"], state["_pid"] = {}, None
+        return state
 
-  def _fd(self, shard: int) -> int:
-    if self._pid != os.getpid():  # a forked or spawned worker opens its own descriptors
-      self._fds, self._pid = {}, os.getpid()
-    fd = self._fds.get(shard)
-    if fd is None:
-      fd = self._fds.setdefault(shard, os.open(self._shards[shard], os.O_RDONLY))
-    return fd
+    def _fd(self, shard: int) -> int:
+        if self._pid != os.getpid():  # a forked or spawned worker opens its own descriptors
+            self._fds, self._pid = {}, os.getpid()
+        fd = self._fds.get(shard)
+        if fd is None:
+            fd = self._fds.setdefault(shard, os.open(self._shards[shard], os.O_RDONLY))
+        return fd
 
-  def locate(self, index: int) -> tuple[int, int]:
-    """(shard number, record number within the shard) of global record `index`."""
-    if not 0 <= index < len(self):
-      raise IndexError(f"record {index} out of range for {len(self)} records of split '{self._split}'")
-    shard = int(np.searchsorted(self._starts, index, side="right")) - 1
-    return shard, index - int(self._starts[shard])
+    def locate(self, index: int) -> tuple[int, int]:
+        """(shard number, record number within the shard) of global record `index`."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"record {index} out of range for {len(self)} records of split '{self._split}'")
+        shard = int(np.searchsorted(self._starts, index, side="right")) - 1
+        return shard, index - int(self._starts[shard])
 
-  def read_bytes(self, index: int) -> bytes:
-    """The CRC-checked serialized example of global record `index`."""
-    shard, k = self.locate(index)
-    start, stop = int(self._offsets[shard][k]), int(self._offsets[shard][k + 1])
-    framed = os.pread(self._fd(shard), stop - start, start)
-    return unframe_record(framed, f"{self._shards[shard]}: record {k}")
+    def read_bytes(self, index: int) -> bytes:
+        """The CRC-checked serialized example of global record `index`."""
+        shard, k = self.locate(index)
+        start, stop = int(self._offsets[shard][k]), int(self._offsets[shard][k + 1])
+        framed = os.pread(self._fd(shard), stop - start, start)
+        return unframe_record(framed, f"{self._shards[shard]}: record {k}")
 
-  def __getitem__(self, index: int) -> dict:
-    shard, k = self.locate(int(index))
-    return decode_example(self.read_bytes(int(index)), f"{self._shards[shard]}: record {k}")
+    def __getitem__(self, index: int) -> dict:
+        shard, k = self.locate(int(index))
+        return decode_example(self.read_bytes(int(index)), f"{self._shards[shard]}: record {k}")
 
-  def close(self, _close=os.close):
-    for fd in self._fds.values():
-      _close(fd)
-    self._fds = {}
+    def close(self, _close=os.close):
+        for fd in self._fds.values():
+            _close(fd)
+        self._fds = {}
 
-  def __del__(self, _getpid=os.getpid):  # bound early: module globals may be gone at interpreter exit
-    if getattr(self, "_pid", None) == _getpid():
-      self.close()
+    def __del__(self, _getpid=os.getpid):  # bound early: module globals may be gone at interpreter exit
+        if getattr(self, "_pid", None) == _getpid():
+            self.close()

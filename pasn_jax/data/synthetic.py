@@ -108,521 +108,524 @@ HAIR_COLOURS = np.array([(25, 20, 18), (60, 40, 28), (105, 72, 45), (185, 155, 1
 
 
 class SyntheticError(ValueError):
-  """Bad arguments or output folder for the generator; the message names them."""
+    """Bad arguments or output folder for the generator; the message names them."""
 
 
 @dataclasses.dataclass(frozen=True)
 class Identity:
-  """A person: geometry in face units (origin face centre, y down, 1 = half face height), colours RGB."""
-  face_width: float  # half width / half height
-  scale: float  # half face height / image size
-  centre: tuple[float, float]  # fraction of the image size
-  tilt: float  # degrees
-  skin: tuple
-  lips: tuple
-  brows: tuple
-  hair: tuple
-  hair_style: int  # 0 bald, 1 short, 2 long
-  hairline: float
-  hair_tilt: float
-  iris: tuple
-  shirt: tuple
-  eye_y: float
-  eye_dx: float
-  eye_w: float
-  eye_h: float
-  brow_gap: float
-  brow_len: float
-  brow_thick: float
-  brow_arch: float
-  nose_y: float
-  nose_w: float
-  mouth_y: float
-  mouth_w: float
-  lip_upper: float
-  lip_lower: float
-  glasses: bool
-  gain: float
-  light_angle: float
-  light_gradient: float
-  cast: tuple
+    """A person: geometry in face units (origin face centre, y down, 1 = half face height), colours RGB."""
+    face_width: float  # half width / half height
+    scale: float  # half face height / image size
+    centre: tuple[float, float]  # fraction of the image size
+    tilt: float  # degrees
+    skin: tuple
+    lips: tuple
+    brows: tuple
+    hair: tuple
+    hair_style: int  # 0 bald, 1 short, 2 long
+    hairline: float
+    hair_tilt: float
+    iris: tuple
+    shirt: tuple
+    eye_y: float
+    eye_dx: float
+    eye_w: float
+    eye_h: float
+    brow_gap: float
+    brow_len: float
+    brow_thick: float
+    brow_arch: float
+    nose_y: float
+    nose_w: float
+    mouth_y: float
+    mouth_w: float
+    lip_upper: float
+    lip_lower: float
+    glasses: bool
+    gain: float
+    light_angle: float
+    light_gradient: float
+    cast: tuple
 
 
 def _colour(rgb) -> tuple:
-  return tuple(int(v) for v in np.clip(np.round(rgb), 0, 255))
+    return tuple(int(v) for v in np.clip(np.round(rgb), 0, 255))
 
 
 def _mix(a, b, t: float) -> tuple:
-  return _colour(np.asarray(a, np.float32) * (1 - t) + np.asarray(b, np.float32) * t)
+    return _colour(np.asarray(a, np.float32) * (1 - t) + np.asarray(b, np.float32) * t)
 
 
 def sample_identity(rng: np.random.Generator) -> Identity:
-  u = rng.uniform
+    u = rng.uniform
 
-  def g(lo: float, hi: float) -> float:  # a geometry value, its range scaled by GEOMETRY_SPREAD
-    return (lo + hi) / 2 + GEOMETRY_SPREAD * (u(lo, hi) - (lo + hi) / 2)
+    def g(lo: float, hi: float) -> float:  # a geometry value, its range scaled by GEOMETRY_SPREAD
+        return (lo + hi) / 2 + GEOMETRY_SPREAD * (u(lo, hi) - (lo + hi) / 2)
 
-  tone = u(0, len(SKIN_TONES) - 1)
-  lo = int(tone)
-  skin = SKIN_TONES[lo] + (SKIN_TONES[min(lo + 1, len(SKIN_TONES) - 1)] - SKIN_TONES[lo]) * (tone - lo)
-  skin = skin * u(0.95, 1.05, 3)
-  hair = HAIR_COLOURS[rng.integers(len(HAIR_COLOURS))] * u(0.85, 1.15, 3)
-  return Identity(
-      face_width=g(0.70, 0.86), scale=u(*FACE_SCALE),
-      centre=(0.5 + u(-FACE_OFFSET, FACE_OFFSET), 0.5 + u(-FACE_OFFSET, FACE_OFFSET)),
-      tilt=u(-POSE_ROTATION[0], POSE_ROTATION[0]),
-      skin=_colour(skin), lips=_mix(skin * 0.8, (175, 55, 70), u(0.35, 0.6)),
-      brows=_mix(skin * 0.3, hair * 0.6, u(0.0, 0.5)),  # always clearly darker than the skin
-      hair=_colour(hair), hair_style=int(rng.integers(3)), hairline=u(-0.82, -0.64), hair_tilt=u(-0.15, 0.15),
-      iris=_colour(rng.choice([(60, 40, 25), (35, 25, 20), (70, 100, 140), (80, 110, 70)]) * u(0.8, 1.2)),
-      shirt=_colour(u(20, 235, 3)),
-      eye_y=g(-0.22, -0.10), eye_dx=g(0.30, 0.38), eye_w=g(0.12, 0.15), eye_h=g(0.065, 0.085),
-      brow_gap=g(0.15, 0.20), brow_len=g(0.15, 0.19), brow_thick=g(0.035, 0.055), brow_arch=g(0.0, 0.05),
-      nose_y=g(0.14, 0.22), nose_w=g(0.08, 0.12),
-      mouth_y=g(0.44, 0.52), mouth_w=g(0.24, 0.30), lip_upper=g(0.045, 0.065), lip_lower=g(0.055, 0.08),
-      glasses=bool(rng.random() < GLASSES_PROB),
-      gain=u(*LIGHT_GAIN), light_angle=u(0, 2 * math.pi), light_gradient=u(0, LIGHT_GRADIENT),
-      cast=tuple(u(1 - COLOR_CAST, 1 + COLOR_CAST, 3)))
+    tone = u(0, len(SKIN_TONES) - 1)
+    lo = int(tone)
+    skin = SKIN_TONES[lo] + (SKIN_TONES[min(lo + 1, len(SKIN_TONES) - 1)] - SKIN_TONES[lo]) * (tone - lo)
+    skin = skin * u(0.95, 1.05, 3)
+    hair = HAIR_COLOURS[rng.integers(len(HAIR_COLOURS))] * u(0.85, 1.15, 3)
+    return Identity(
+        face_width=g(0.70, 0.86), scale=u(*FACE_SCALE),
+        centre=(0.5 + u(-FACE_OFFSET, FACE_OFFSET), 0.5 + u(-FACE_OFFSET, FACE_OFFSET)),
+        tilt=u(-POSE_ROTATION[0], POSE_ROTATION[0]),
+        skin=_colour(skin), lips=_mix(skin * 0.8, (175, 55, 70), u(0.35, 0.6)),
+        brows=_mix(skin * 0.3, hair * 0.6, u(0.0, 0.5)),  # always clearly darker than the skin
+        hair=_colour(hair), hair_style=int(rng.integers(3)), hairline=u(-0.82, -0.64), hair_tilt=u(-0.15, 0.15),
+        iris=_colour(rng.choice([(60, 40, 25), (35, 25, 20), (70, 100, 140), (80, 110, 70)]) * u(0.8, 1.2)),
+        shirt=_colour(u(20, 235, 3)),
+        eye_y=g(-0.22, -0.10), eye_dx=g(0.30, 0.38), eye_w=g(0.12, 0.15), eye_h=g(0.065, 0.085),
+        brow_gap=g(0.15, 0.20), brow_len=g(0.15, 0.19), brow_thick=g(0.035, 0.055), brow_arch=g(0.0, 0.05),
+        nose_y=g(0.14, 0.22), nose_w=g(0.08, 0.12),
+        mouth_y=g(0.44, 0.52), mouth_w=g(0.24, 0.30), lip_upper=g(0.045, 0.065), lip_lower=g(0.055, 0.08),
+        glasses=bool(rng.random() < GLASSES_PROB),
+        gain=u(*LIGHT_GAIN), light_angle=u(0, 2 * math.pi), light_gradient=u(0, LIGHT_GRADIENT),
+        cast=tuple(u(1 - COLOR_CAST, 1 + COLOR_CAST, 3)))
 
 
 def render_background(rng: np.random.Generator, size: int) -> Image.Image:
-  """A static scene behind a person: a gradient wall with a few coloured shapes. Drawn at SUPERSAMPLE x size."""
-  side = size * SUPERSAMPLE
-  top, bottom = rng.uniform(20, 235, 3), rng.uniform(20, 235, 3)
-  ramp = np.linspace(0, 1, side, dtype=np.float32)[:, None, None]
-  wall = np.broadcast_to(top * (1 - ramp) + bottom * ramp, (side, side, 3))
-  image = Image.fromarray(wall.astype(np.uint8))
-  draw = ImageDraw.Draw(image)
-  for _ in range(rng.integers(2, 7)):
-    x0, y0 = rng.uniform(-0.2, 1.0, 2) * side
-    w, h = rng.uniform(0.1, 0.6, 2) * side
-    shape = draw.ellipse if rng.random() < 0.5 else draw.rectangle
-    shape((x0, y0, x0 + w, y0 + h), fill=_colour(rng.uniform(0, 255, 3)))
-  return image
+    """A static scene behind a person: a gradient wall with a few coloured shapes. Drawn at SUPERSAMPLE x size."""
+    side = size * SUPERSAMPLE
+    top, bottom = rng.uniform(20, 235, 3), rng.uniform(20, 235, 3)
+    ramp = np.linspace(0, 1, side, dtype=np.float32)[:, None, None]
+    wall = np.broadcast_to(top * (1 - ramp) + bottom * ramp, (side, side, 3))
+    image = Image.fromarray(wall.astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    for _ in range(rng.integers(2, 7)):
+        x0, y0 = rng.uniform(-0.2, 1.0, 2) * side
+        w, h = rng.uniform(0.1, 0.6, 2) * side
+        shape = draw.ellipse if rng.random() < 0.5 else draw.rectangle
+        shape((x0, y0, x0 + w, y0 + h), fill=_colour(rng.uniform(0, 255, 3)))
+    return image
 
 
 def _ellipse(cx, cy, rx, ry, n=24) -> np.ndarray:
-  t = np.linspace(0, 2 * np.pi, n, endpoint=False)
-  return np.stack([cx + rx * np.cos(t), cy + ry * np.sin(t)], 1)  # [n, 2]
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    return np.stack([cx + rx * np.cos(t), cy + ry * np.sin(t)], 1)  # [n, 2]
 
 
 def _curve(p0, p1, p2, n=9) -> np.ndarray:
-  """Quadratic Bezier from p0 to p2 whose middle point passes through p1. [n, 2]"""
-  p0, p1, p2 = (np.asarray(p, np.float64) for p in (p0, p1, p2))
-  control = 2 * p1 - 0.5 * (p0 + p2)
-  t = np.linspace(0, 1, n)[:, None]
-  return (1 - t) ** 2 * p0 + 2 * (1 - t) * t * control + t ** 2 * p2
+    """Quadratic Bezier from p0 to p2 whose middle point passes through p1. [n, 2]"""
+    p0, p1, p2 = (np.asarray(p, np.float64) for p in (p0, p1, p2))
+    control = 2 * p1 - 0.5 * (p0 + p2)
+    t = np.linspace(0, 1, n)[:, None]
+    return (1 - t) ** 2 * p0 + 2 * (1 - t) * t * control + t ** 2 * p2
 
 
 @dataclasses.dataclass
 class Pose:
-  rotation: float  # degrees
-  scale: float  # factor on the identity's face scale
-  shift: tuple[float, float]  # fraction of the image size
+    rotation: float  # degrees
+    scale: float  # factor on the identity's face scale
+    shift: tuple[float, float]  # fraction of the image size
 
 
 class _Canvas:
-  """Draws face-unit geometry through the frame's similarity transform onto a supersampled PIL image."""
+    """Draws face-unit geometry through the frame's similarity transform onto a supersampled PIL image."""
 
-  def __init__(self, image: Image.Image, identity: Identity, pose: Pose, size: int):
-    self.draw = ImageDraw.Draw(image)
-    side = size * SUPERSAMPLE
-    self.unit = identity.scale * pose.scale * side  # pixels per face unit
-    angle = math.radians(identity.tilt + pose.rotation)
-    self.matrix = self.unit * np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
-    self.origin = np.array([identity.centre[0] + pose.shift[0], identity.centre[1] + pose.shift[1]]) * side
+    def __init__(self, image: Image.Image, identity: Identity, pose: Pose, size: int):
+        self.draw = ImageDraw.Draw(image)
+        side = size * SUPERSAMPLE
+        self.unit = identity.scale * pose.scale * side  # pixels per face unit
+        angle = math.radians(identity.tilt + pose.rotation)
+        self.matrix = self.unit * np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+        self.origin = np.array([identity.centre[0] + pose.shift[0], identity.centre[1] + pose.shift[1]]) * side
 
-  def _px(self, points: np.ndarray) -> list:
-    return (np.asarray(points) @ self.matrix.T + self.origin).ravel().tolist()
+    def _px(self, points: np.ndarray) -> list:
+        return (np.asarray(points) @ self.matrix.T + self.origin).ravel().tolist()
 
-  def polygon(self, points, fill):
-    self.draw.polygon(self._px(points), fill=fill)
+    def polygon(self, points, fill):
+        self.draw.polygon(self._px(points), fill=fill)
 
-  def line(self, points, fill, width: float):
-    self.draw.line(self._px(points), fill=fill, width=max(1, int(round(width * self.unit))), joint="curve")
+    def line(self, points, fill, width: float):
+        self.draw.line(self._px(points), fill=fill, width=max(1, int(round(width * self.unit))), joint="curve")
 
 
 def draw_face(canvas: _Canvas, p: Identity, intensity: np.ndarray) -> None:
-  """Draws one person with AU intensities [12] (labels.AU_NAMES order, 0..1)."""
-  a = {name: float(intensity[i]) * MOTION_SCALE for name, i in _AU.items()}
-  skin, shade = p.skin, _mix(p.skin, (40, 20, 15), 0.35)
-  crease = lambda strength: _mix(p.skin, np.asarray(p.skin) * 0.45, min(1.0, strength))  # wrinkles darken the skin
-  w = p.face_width
+    """Draws one person with AU intensities [12] (labels.AU_NAMES order, 0..1)."""
+    a = {name: float(intensity[i]) * MOTION_SCALE for name, i in _AU.items()}
+    skin, shade = p.skin, _mix(p.skin, (40, 20, 15), 0.35)
+    crease = lambda strength: _mix(p.skin, np.asarray(p.skin) * 0.45, min(1.0, strength))  # wrinkles darken the skin
+    w = p.face_width
 
-  # Hair behind the head, neck, shirt, ears.
-  if p.hair_style == 2:
-    canvas.polygon(np.concatenate([_ellipse(0, -0.05, w * 1.22, 1.12, 28)[14:], [[w * 1.22, 0.95], [-w * 1.22, 0.95]]]),
-                   p.hair)
-  canvas.polygon([[-0.38 * w, 0.5], [0.38 * w, 0.5], [0.42 * w, 1.6], [-0.42 * w, 1.6]], shade)
-  canvas.polygon([[-2.2, 1.35], [-0.4 * w, 1.15], [0.4 * w, 1.15], [2.2, 1.35], [2.2, 3.0], [-2.2, 3.0]], p.shirt)
-  for side in (-1, 1):
-    canvas.polygon(_ellipse(side * w * 0.97, p.eye_y + 0.15, 0.11, 0.2, 12), shade)
-
-  # Face outline; AU26 drops the jaw (points below the cheeks move down, increasingly towards the chin).
-  outline = _ellipse(0, 0, w, 1.0, 32)
-  low = outline[:, 1] > 0.2
-  outline[low, 1] += JAW_DROP[1] * a["AU26"] * (outline[low, 1] - 0.2) / 0.8
-  canvas.polygon(outline, skin)
-
-  # Cheeks (AU6 raises them and makes them rounder/redder).
-  for side in (-1, 1):
-    cheek = _ellipse(side * (p.eye_dx + 0.06), p.eye_y + 0.33 - CHEEK_RAISE * a["AU6"], 0.15, 0.09, 14)
-    canvas.polygon(cheek, _mix(p.skin, (200, 80, 80), 0.08 + 0.25 * a["AU6"]))
-
-  # Nose; AU10 lifts the nostrils and deepens the nasolabial folds.
-  lift = UPPER_LIP_RAISE * a["AU10"]
-  tip = p.nose_y - 0.3 * lift
-  canvas.polygon([[0, p.eye_y + 0.05], [p.nose_w, tip], [0, tip + 0.03], [-p.nose_w, tip]], _mix(p.skin, (40, 20, 15), 0.12))
-  for side in (-1, 1):
-    canvas.polygon(_ellipse(side * p.nose_w * 0.5, tip - 0.005, 0.03, 0.018, 8), _mix(p.skin, (30, 10, 10), 0.6))
-    fold_strength = 0.25 + a["AU10"] + 0.5 * a["AU12"]
-    canvas.line(_curve([side * (p.nose_w + 0.02), tip - 0.02], [side * (p.mouth_w + 0.03), (tip + p.mouth_y) / 2],
-                       [side * (p.mouth_w + 0.04), p.mouth_y + 0.02], 5), crease(0.35 * fold_strength), 0.018)
-
-  # Mouth. Corners: AU12 up/out, AU15 down, AU23 in; thickness: AU23/AU24 thinner; opening: AU25, AU26, AU10.
-  half = p.mouth_w * (1 - LIP_TIGHTEN[1] * a["AU23"]) + CORNER_PULL[0] * a["AU12"]
-  corner_y = p.mouth_y - CORNER_PULL[1] * a["AU12"] + CORNER_DEPRESS * a["AU15"]
-  thin = (1 - LIP_TIGHTEN[0] * a["AU23"]) * (1 - LIP_PRESS * a["AU24"])
-  gap = LIPS_PART * a["AU25"] + JAW_DROP[0] * a["AU26"]
-  upper_inner_y = p.mouth_y - 0.3 * gap - 0.6 * lift
-  lower_inner_y = p.mouth_y + 0.7 * gap + JAW_DROP[1] * 0.3 * a["AU26"]
-  left, right = [-half, corner_y], [half, corner_y]
-  upper_inner = _curve(left, [0, upper_inner_y], right)
-  lower_inner = _curve(left, [0, lower_inner_y], right)
-  upper_outer = _curve(left, [0, upper_inner_y - p.lip_upper * thin - 0.4 * lift], right)
-  lower_outer = _curve(left, [0, lower_inner_y + p.lip_lower * thin], right)
-  if lower_inner_y - upper_inner_y > 0.01:
-    canvas.polygon(np.concatenate([upper_inner, lower_inner[::-1]]), (60, 20, 25))
-    teeth_lo = min(lower_inner_y, upper_inner_y + 0.045)
-    canvas.polygon(np.concatenate([_curve([-half * 0.6, upper_inner_y + 0.3 * (corner_y - upper_inner_y)],
-                                          [0, upper_inner_y], [half * 0.6, upper_inner_y + 0.3 * (corner_y - upper_inner_y)], 5),
-                                   [[half * 0.5, teeth_lo], [-half * 0.5, teeth_lo]]]), (235, 232, 220))
-  canvas.polygon(np.concatenate([upper_outer, upper_inner[::-1]]), p.lips)
-  canvas.polygon(np.concatenate([lower_inner, lower_outer[::-1]]), _mix(p.lips, (255, 255, 255), 0.08))
-  canvas.line(upper_inner, _mix(p.lips, (30, 10, 10), 0.5), 0.012)
-  if a["AU23"] > 0:  # creases beside the tightened corners
+    # Hair behind the head, neck, shirt, ears.
+    if p.hair_style == 2:
+        back = _ellipse(0, -0.05, w * 1.22, 1.12, 28)[14:]  # upper half
+        canvas.polygon(np.concatenate([back, [[w * 1.22, 0.95], [-w * 1.22, 0.95]]]), p.hair)
+    canvas.polygon([[-0.38 * w, 0.5], [0.38 * w, 0.5], [0.42 * w, 1.6], [-0.42 * w, 1.6]], shade)
+    canvas.polygon([[-2.2, 1.35], [-0.4 * w, 1.15], [0.4 * w, 1.15], [2.2, 1.35], [2.2, 3.0], [-2.2, 3.0]], p.shirt)
     for side in (-1, 1):
-      x = side * (half + 0.025)
-      canvas.line([[x, corner_y - 0.06], [x + side * 0.01, corner_y + 0.06]], crease(a["AU23"]), 0.025)
-  if a["AU24"] > 0:  # skin bulging above and below the pressed lips
-    y = lower_inner_y + p.lip_lower * thin + 0.07
-    canvas.line(_curve([-0.6 * half, y + 0.02], [0, y], [0.6 * half, y + 0.02], 5), crease(a["AU24"]), 0.025)
-    y = upper_inner_y - p.lip_upper * thin - 0.06
-    canvas.line(_curve([-0.5 * half, y - 0.01], [0, y], [0.5 * half, y - 0.01], 5), crease(0.7 * a["AU24"]), 0.02)
+        canvas.polygon(_ellipse(side * w * 0.97, p.eye_y + 0.15, 0.11, 0.2, 12), shade)
 
-  # Eyes: AU7 narrows both lids, AU6 pushes the lower lid up; crow's feet with AU6.
-  closing = LID_TIGHTEN * a["AU7"]
-  upper_h = p.eye_h * max(0.15, 1 - closing)
-  lower_h = p.eye_h * max(0.15, 1 - closing - CHEEK_LID * a["AU6"])
-  for side in (-1, 1):
-    cx = side * p.eye_dx
-    inner, outer = [cx - side * p.eye_w, p.eye_y], [cx + side * p.eye_w, p.eye_y]
-    top = _curve(inner, [cx, p.eye_y - upper_h], outer, 7)
-    bottom = _curve(inner, [cx, p.eye_y + lower_h], outer, 7)
-    canvas.polygon(np.concatenate([top, bottom[::-1]]), (238, 236, 230))
-    iris = _ellipse(cx, p.eye_y, 0.055, 0.055, 12)
-    iris[:, 1] = np.clip(iris[:, 1], p.eye_y - upper_h * 0.9, p.eye_y + lower_h * 0.9)
-    canvas.polygon(iris, p.iris)
-    canvas.polygon(_ellipse(cx, p.eye_y, 0.022, min(0.022, upper_h * 0.8), 8), (15, 10, 10))
-    canvas.line(top, (35, 25, 25), 0.02)
-    canvas.line(bottom, _mix(p.skin, (40, 20, 15), 0.4), 0.01)
-    if a["AU6"] > 0:
-      for dy in (-0.04, 0.0, 0.04):
-        start = [cx + side * (p.eye_w + 0.02), p.eye_y + dy * 0.5]
-        canvas.line([start, [start[0] + side * 0.07, p.eye_y + dy * 1.6]], crease(a["AU6"]), 0.012)
+    # Face outline; AU26 drops the jaw (points below the cheeks move down, increasingly towards the chin).
+    outline = _ellipse(0, 0, w, 1.0, 32)
+    low = outline[:, 1] > 0.2
+    outline[low, 1] += JAW_DROP[1] * a["AU26"] * (outline[low, 1] - 0.2) / 0.8
+    canvas.polygon(outline, skin)
 
-  # Brows: AU1 raises the inner, AU2 the outer end; AU4 lowers them and draws them together, with furrows.
-  down = BROW_LOWER * a["AU4"]
-  for side in (-1, 1):
-    cx = side * p.eye_dx
-    base = p.eye_y - p.brow_gap + down
-    inner = [cx - side * (p.brow_len * 0.95 - BROW_TOGETHER * a["AU4"]), base - INNER_BROW_RAISE * a["AU1"]]
-    middle = [cx, base - p.brow_arch - 0.4 * (INNER_BROW_RAISE * a["AU1"] + OUTER_BROW_RAISE * a["AU2"])]
-    outer = [cx + side * p.brow_len * 1.05, base + 0.02 - OUTER_BROW_RAISE * a["AU2"]]
-    canvas.line([inner, middle, outer], p.brows, p.brow_thick)
-  if a["AU4"] > 0:
-    top_y = p.eye_y - p.brow_gap + down
-    for x in (-0.045, 0.045):
-      canvas.line([[x, top_y - 0.06], [x * 0.8, top_y + 0.05]], crease(a["AU4"]), 0.015)
-  if a["AU1"] > 0.2:  # forehead lines when the inner brows rise
-    for k in range(2):
-      y = p.eye_y - p.brow_gap - 0.17 - 0.06 * k
-      canvas.line(_curve([-0.22, y + 0.01], [0, y - 0.015], [0.22, y + 0.01], 5), crease(0.6 * a["AU1"]), 0.01)
-
-  # Hair in front (short or long styles) and glasses.
-  if p.hair_style:
-    cap = _ellipse(0, -0.04, w * 1.06, 1.07, 40)
-    cap[:, 1] = np.minimum(cap[:, 1], p.hairline + p.hair_tilt * cap[:, 0])
-    canvas.polygon(cap, p.hair)
-  if p.glasses:
+    # Cheeks (AU6 raises them and makes them rounder/redder).
     for side in (-1, 1):
-      canvas.line(np.concatenate([_ellipse(side * p.eye_dx, p.eye_y + 0.01, p.eye_w + 0.06, 0.12, 16),
-                                  _ellipse(side * p.eye_dx, p.eye_y + 0.01, p.eye_w + 0.06, 0.12, 16)[:1]]),
-                  (30, 30, 30), 0.018)
-    canvas.line([[-p.eye_dx + p.eye_w + 0.06, p.eye_y], [p.eye_dx - p.eye_w - 0.06, p.eye_y]], (30, 30, 30), 0.018)
+        cheek = _ellipse(side * (p.eye_dx + 0.06), p.eye_y + 0.33 - CHEEK_RAISE * a["AU6"], 0.15, 0.09, 14)
+        canvas.polygon(cheek, _mix(p.skin, (200, 80, 80), 0.08 + 0.25 * a["AU6"]))
+
+    # Nose; AU10 lifts the nostrils and deepens the nasolabial folds.
+    lift = UPPER_LIP_RAISE * a["AU10"]
+    tip = p.nose_y - 0.3 * lift
+    canvas.polygon([[0, p.eye_y + 0.05], [p.nose_w, tip], [0, tip + 0.03], [-p.nose_w, tip]],
+                   _mix(p.skin, (40, 20, 15), 0.12))
+    for side in (-1, 1):
+        canvas.polygon(_ellipse(side * p.nose_w * 0.5, tip - 0.005, 0.03, 0.018, 8), _mix(p.skin, (30, 10, 10), 0.6))
+        fold_strength = 0.25 + a["AU10"] + 0.5 * a["AU12"]
+        canvas.line(_curve([side * (p.nose_w + 0.02), tip - 0.02], [side * (p.mouth_w + 0.03), (tip + p.mouth_y) / 2],
+                           [side * (p.mouth_w + 0.04), p.mouth_y + 0.02], 5), crease(0.35 * fold_strength), 0.018)
+
+    # Mouth. Corners: AU12 up/out, AU15 down, AU23 in; thickness: AU23/AU24 thinner; opening: AU25, AU26, AU10.
+    half = p.mouth_w * (1 - LIP_TIGHTEN[1] * a["AU23"]) + CORNER_PULL[0] * a["AU12"]
+    corner_y = p.mouth_y - CORNER_PULL[1] * a["AU12"] + CORNER_DEPRESS * a["AU15"]
+    thin = (1 - LIP_TIGHTEN[0] * a["AU23"]) * (1 - LIP_PRESS * a["AU24"])
+    gap = LIPS_PART * a["AU25"] + JAW_DROP[0] * a["AU26"]
+    upper_inner_y = p.mouth_y - 0.3 * gap - 0.6 * lift
+    lower_inner_y = p.mouth_y + 0.7 * gap + JAW_DROP[1] * 0.3 * a["AU26"]
+    left, right = [-half, corner_y], [half, corner_y]
+    upper_inner = _curve(left, [0, upper_inner_y], right)
+    lower_inner = _curve(left, [0, lower_inner_y], right)
+    upper_outer = _curve(left, [0, upper_inner_y - p.lip_upper * thin - 0.4 * lift], right)
+    lower_outer = _curve(left, [0, lower_inner_y + p.lip_lower * thin], right)
+    if lower_inner_y - upper_inner_y > 0.01:
+        canvas.polygon(np.concatenate([upper_inner, lower_inner[::-1]]), (60, 20, 25))
+        teeth_lo = min(lower_inner_y, upper_inner_y + 0.045)
+        teeth_y = upper_inner_y + 0.3 * (corner_y - upper_inner_y)
+        teeth_top = _curve([-half * 0.6, teeth_y], [0, upper_inner_y], [half * 0.6, teeth_y], 5)
+        canvas.polygon(np.concatenate([teeth_top, [[half * 0.5, teeth_lo], [-half * 0.5, teeth_lo]]]), (235, 232, 220))
+    canvas.polygon(np.concatenate([upper_outer, upper_inner[::-1]]), p.lips)
+    canvas.polygon(np.concatenate([lower_inner, lower_outer[::-1]]), _mix(p.lips, (255, 255, 255), 0.08))
+    canvas.line(upper_inner, _mix(p.lips, (30, 10, 10), 0.5), 0.012)
+    if a["AU23"] > 0:  # creases beside the tightened corners
+        for side in (-1, 1):
+            x = side * (half + 0.025)
+            canvas.line([[x, corner_y - 0.06], [x + side * 0.01, corner_y + 0.06]], crease(a["AU23"]), 0.025)
+    if a["AU24"] > 0:  # skin bulging above and below the pressed lips
+        y = lower_inner_y + p.lip_lower * thin + 0.07
+        canvas.line(_curve([-0.6 * half, y + 0.02], [0, y], [0.6 * half, y + 0.02], 5), crease(a["AU24"]), 0.025)
+        y = upper_inner_y - p.lip_upper * thin - 0.06
+        canvas.line(_curve([-0.5 * half, y - 0.01], [0, y], [0.5 * half, y - 0.01], 5), crease(0.7 * a["AU24"]), 0.02)
+
+    # Eyes: AU7 narrows both lids, AU6 pushes the lower lid up; crow's feet with AU6.
+    closing = LID_TIGHTEN * a["AU7"]
+    upper_h = p.eye_h * max(0.15, 1 - closing)
+    lower_h = p.eye_h * max(0.15, 1 - closing - CHEEK_LID * a["AU6"])
+    for side in (-1, 1):
+        cx = side * p.eye_dx
+        inner, outer = [cx - side * p.eye_w, p.eye_y], [cx + side * p.eye_w, p.eye_y]
+        top = _curve(inner, [cx, p.eye_y - upper_h], outer, 7)
+        bottom = _curve(inner, [cx, p.eye_y + lower_h], outer, 7)
+        canvas.polygon(np.concatenate([top, bottom[::-1]]), (238, 236, 230))
+        iris = _ellipse(cx, p.eye_y, 0.055, 0.055, 12)
+        iris[:, 1] = np.clip(iris[:, 1], p.eye_y - upper_h * 0.9, p.eye_y + lower_h * 0.9)
+        canvas.polygon(iris, p.iris)
+        canvas.polygon(_ellipse(cx, p.eye_y, 0.022, min(0.022, upper_h * 0.8), 8), (15, 10, 10))
+        canvas.line(top, (35, 25, 25), 0.02)
+        canvas.line(bottom, _mix(p.skin, (40, 20, 15), 0.4), 0.01)
+        if a["AU6"] > 0:
+            for dy in (-0.04, 0.0, 0.04):
+                start = [cx + side * (p.eye_w + 0.02), p.eye_y + dy * 0.5]
+                canvas.line([start, [start[0] + side * 0.07, p.eye_y + dy * 1.6]], crease(a["AU6"]), 0.012)
+
+    # Brows: AU1 raises the inner, AU2 the outer end; AU4 lowers them and draws them together, with furrows.
+    down = BROW_LOWER * a["AU4"]
+    for side in (-1, 1):
+        cx = side * p.eye_dx
+        base = p.eye_y - p.brow_gap + down
+        inner = [cx - side * (p.brow_len * 0.95 - BROW_TOGETHER * a["AU4"]), base - INNER_BROW_RAISE * a["AU1"]]
+        middle = [cx, base - p.brow_arch - 0.4 * (INNER_BROW_RAISE * a["AU1"] + OUTER_BROW_RAISE * a["AU2"])]
+        outer = [cx + side * p.brow_len * 1.05, base + 0.02 - OUTER_BROW_RAISE * a["AU2"]]
+        canvas.line([inner, middle, outer], p.brows, p.brow_thick)
+    if a["AU4"] > 0:
+        top_y = p.eye_y - p.brow_gap + down
+        for x in (-0.045, 0.045):
+            canvas.line([[x, top_y - 0.06], [x * 0.8, top_y + 0.05]], crease(a["AU4"]), 0.015)
+    if a["AU1"] > 0.2:  # forehead lines when the inner brows rise
+        for k in range(2):
+            y = p.eye_y - p.brow_gap - 0.17 - 0.06 * k
+            canvas.line(_curve([-0.22, y + 0.01], [0, y - 0.015], [0.22, y + 0.01], 5), crease(0.6 * a["AU1"]), 0.01)
+
+    # Hair in front (short or long styles) and glasses.
+    if p.hair_style:
+        cap = _ellipse(0, -0.04, w * 1.06, 1.07, 40)
+        cap[:, 1] = np.minimum(cap[:, 1], p.hairline + p.hair_tilt * cap[:, 0])
+        canvas.polygon(cap, p.hair)
+    if p.glasses:
+        for side in (-1, 1):
+            canvas.line(np.concatenate([_ellipse(side * p.eye_dx, p.eye_y + 0.01, p.eye_w + 0.06, 0.12, 16),
+                                        _ellipse(side * p.eye_dx, p.eye_y + 0.01, p.eye_w + 0.06, 0.12, 16)[:1]]),
+                        (30, 30, 30), 0.018)
+        canvas.line([[-p.eye_dx + p.eye_w + 0.06, p.eye_y], [p.eye_dx - p.eye_w - 0.06, p.eye_y]], (30, 30, 30), 0.018)
 
 
 @dataclasses.dataclass
 class VideoPlan:
-  """Everything drawn and written for one video."""
-  name: str
-  split: str  # 'train' or 'val'
-  seed: tuple  # SeedSequence entropy for the video's identity, nuisances and expressions
-  tasks: tuple[str, ...]  # task sets the video appears in
-  num_frames: int  # label lines per task set
-  au: np.ndarray  # [F, 12] int 0/1
-  expr: np.ndarray  # [F] int
-  va: np.ndarray  # [F, 2] float, rounded as written
-  intensity: np.ndarray  # [F, 12] drawn AU intensities
-  unannotated: dict  # task -> [F] bool: line written as sentinel
-  faceless: np.ndarray  # [F] bool: label line but no image
-  extra_images: int  # trailing images with no label line
-  background_from: str | None = None  # a two-person clip's right half shares the left half's scene
+    """Everything drawn and written for one video."""
+    name: str
+    split: str  # 'train' or 'val'
+    seed: tuple  # SeedSequence entropy for the video's identity, nuisances and expressions
+    tasks: tuple[str, ...]  # task sets the video appears in
+    num_frames: int  # label lines per task set
+    au: np.ndarray  # [F, 12] int 0/1
+    expr: np.ndarray  # [F] int
+    va: np.ndarray  # [F, 2] float, rounded as written
+    intensity: np.ndarray  # [F, 12] drawn AU intensities
+    unannotated: dict  # task -> [F] bool: line written as sentinel
+    faceless: np.ndarray  # [F] bool: label line but no image
+    extra_images: int  # trailing images with no label line
+    background_from: str | None = None  # a two-person clip's right half shares the left half's scene
 
 
 def _expressions(rng: np.random.Generator, num_frames: int):
-  """Per frame: pre-jitter AU intensities [F,12], expression [F], valence/arousal [F,2] (noise-free)."""
-  intensity = np.zeros((num_frames, labels.NUM_AUS))
-  expr = np.zeros(num_frames, np.int64)
-  va = np.zeros((num_frames, 2))
-  prev_au, prev_va, start = None, None, 0
-  while start < num_frames:
-    length = int(rng.integers(SEGMENT_FRAMES[0], SEGMENT_FRAMES[1] + 1))
-    e = int(rng.choice(labels.NUM_EXPRS, p=EXPR_PROBS))
-    name = labels.EXPR_NAMES[e]
-    strength = rng.uniform(*SEGMENT_INTENSITY)
-    target = np.zeros(labels.NUM_AUS)
-    for au in PROTOTYPES[name]:
-      if rng.random() >= AU_DROP_PROB:
-        target[_AU[au]] = np.clip(strength + rng.uniform(-AU_INTENSITY_SPREAD, AU_INTENSITY_SPREAD), *AU_INTENSITY)
-    if rng.random() < AU_EXTRA_PROB:
-      off = np.flatnonzero(target == 0)
-      if len(off):
-        target[rng.choice(off)] = rng.uniform(*AU_INTENSITY)
-    va_target = np.asarray(CIRCUMPLEX[name]) * strength
-    stop = min(num_frames, start + length)
-    for t in range(start, stop):
-      blend = 1.0 if prev_au is None else min(1.0, (t - start + 1) / TRANSITION_FRAMES)
-      intensity[t] = target if prev_au is None else (1 - blend) * prev_au + blend * target
-      va[t] = va_target if prev_va is None else (1 - blend) * prev_va + blend * va_target
-      expr[t] = e
-    prev_au, prev_va, start = target, va_target, stop
-  return intensity, expr, va
+    """Per frame: pre-jitter AU intensities [F,12], expression [F], valence/arousal [F,2] (noise-free)."""
+    intensity = np.zeros((num_frames, labels.NUM_AUS))
+    expr = np.zeros(num_frames, np.int64)
+    va = np.zeros((num_frames, 2))
+    prev_au, prev_va, start = None, None, 0
+    while start < num_frames:
+        length = int(rng.integers(SEGMENT_FRAMES[0], SEGMENT_FRAMES[1] + 1))
+        e = int(rng.choice(labels.NUM_EXPRS, p=EXPR_PROBS))
+        name = labels.EXPR_NAMES[e]
+        strength = rng.uniform(*SEGMENT_INTENSITY)
+        target = np.zeros(labels.NUM_AUS)
+        for au in PROTOTYPES[name]:
+            if rng.random() >= AU_DROP_PROB:
+                spread = rng.uniform(-AU_INTENSITY_SPREAD, AU_INTENSITY_SPREAD)
+                target[_AU[au]] = np.clip(strength + spread, *AU_INTENSITY)
+        if rng.random() < AU_EXTRA_PROB:
+            off = np.flatnonzero(target == 0)
+            if len(off):
+                target[rng.choice(off)] = rng.uniform(*AU_INTENSITY)
+        va_target = np.asarray(CIRCUMPLEX[name]) * strength
+        stop = min(num_frames, start + length)
+        for t in range(start, stop):
+            blend = 1.0 if prev_au is None else min(1.0, (t - start + 1) / TRANSITION_FRAMES)
+            intensity[t] = target if prev_au is None else (1 - blend) * prev_au + blend * target
+            va[t] = va_target if prev_va is None else (1 - blend) * prev_va + blend * va_target
+            expr[t] = e
+        prev_au, prev_va, start = target, va_target, stop
+    return intensity, expr, va
 
 
 def _run(rng: np.random.Generator, num_frames: int, length_range) -> np.ndarray:
-  """[F] bool with one run of random length inside the video (not touching its first and last frame)."""
-  mask = np.zeros(num_frames, bool)
-  length = min(int(rng.integers(length_range[0], length_range[1] + 1)), max(1, num_frames // 3))
-  if num_frames >= length + 2:
-    start = int(rng.integers(1, num_frames - length))
-    mask[start:start + length] = True
-  return mask
+    """[F] bool with one run of random length inside the video (not touching its first and last frame)."""
+    mask = np.zeros(num_frames, bool)
+    length = min(int(rng.integers(length_range[0], length_range[1] + 1)), max(1, num_frames // 3))
+    if num_frames >= length + 2:
+        start = int(rng.integers(1, num_frames - length))
+        mask[start:start + length] = True
+    return mask
 
 
 def plan_videos(videos: int, frames: int, seed: int) -> list[VideoPlan]:
-  """Names, splits, task sets, labels and gaps of every video; deterministic for a seed.
+    """Names, splits, task sets, labels and gaps of every video; deterministic for a seed.
 
-  Guarantees, where a split has at least two videos, one video outside some task set, one sentinel run, one
-  image-less run and one image without a label line in it, and a two-person clip where it has four or more
-  videos, so every Aff-Wild2 gap occurs even in tiny trees.
-  """
-  if videos < 2 or frames < 8:
-    raise SyntheticError(f"--videos must be >= 2 and --frames >= 8, got {videos} and {frames}")
-  rng = np.random.default_rng([seed, 0])
-  num_val = max(1, round(videos * VAL_FRACTION))
-  plans: list[VideoPlan] = []
-  for split, count in (("train", videos - num_val), ("val", num_val)):
-    names = []
-    while len(names) < count:
-      base = f"{len(plans) + len(names) + 1}-30-{rng.choice(['640x360', '1280x720', '1920x1080'])}"
-      left = count - len(names)
-      no_pair_yet = not any(background_from for _, background_from in names)
-      if left >= 2 and (rng.random() < TWO_PERSON_PROB or (count >= 4 and left == 2 and no_pair_yet)):
-        names += [(base + "_left", None), (base + "_right", base + "_left")]
-      else:
-        names.append((base, None))
-    split_plans = []
-    for name, background_from in names:
-      video_rng = np.random.default_rng([seed, 1, len(plans) + len(split_plans)])
-      num_sets = int(rng.choice(3, p=TASK_SET_COUNT_PROBS)) + 1
-      tasks = tuple(sorted(str(t) for t in rng.choice(list(labels.TASK_SETS), num_sets, replace=False)))
-      intensity, expr, va = _expressions(video_rng, frames)
-      au = (intensity >= AU_LABEL_THRESHOLD).astype(np.int64)
-      drawn = np.clip(intensity + video_rng.uniform(0, INACTIVE_JITTER, intensity.shape), 0, 1)
-      va = np.round(np.clip(va + video_rng.normal(0, VA_NOISE, va.shape), -1, 1), 4)
-      unannotated = {t: _run(rng, frames, SENTINEL_RUN_FRAMES) if rng.random() < SENTINEL_RUN_PROB
-                     else np.zeros(frames, bool) for t in tasks}
-      faceless = _run(rng, frames, FACELESS_RUN_FRAMES) if rng.random() < FACELESS_RUN_PROB else np.zeros(frames, bool)
-      extra = int(rng.integers(1, 4)) if rng.random() < EXTRA_IMAGES_PROB else 0
-      split_plans.append(VideoPlan(name, split, (seed, 1, len(plans) + len(split_plans)), tasks, frames, au, expr,
-                                   va, drawn, unannotated, faceless, extra, background_from))
-    _ensure_gaps(rng, split_plans, frames)
-    plans += split_plans
-  return plans
+    Guarantees, where a split has at least two videos, one video outside some task set, one sentinel run, one
+    image-less run and one image without a label line in it, and a two-person clip where it has four or more
+    videos, so every Aff-Wild2 gap occurs even in tiny trees.
+    """
+    if videos < 2 or frames < 8:
+        raise SyntheticError(f"--videos must be >= 2 and --frames >= 8, got {videos} and {frames}")
+    rng = np.random.default_rng([seed, 0])
+    num_val = max(1, round(videos * VAL_FRACTION))
+    plans: list[VideoPlan] = []
+    for split, count in (("train", videos - num_val), ("val", num_val)):
+        names = []
+        while len(names) < count:
+            base = f"{len(plans) + len(names) + 1}-30-{rng.choice(['640x360', '1280x720', '1920x1080'])}"
+            left = count - len(names)
+            no_pair_yet = not any(background_from for _, background_from in names)
+            if left >= 2 and (rng.random() < TWO_PERSON_PROB or (count >= 4 and left == 2 and no_pair_yet)):
+                names += [(base + "_left", None), (base + "_right", base + "_left")]
+            else:
+                names.append((base, None))
+        split_plans = []
+        for name, background_from in names:
+            video_rng = np.random.default_rng([seed, 1, len(plans) + len(split_plans)])
+            num_sets = int(rng.choice(3, p=TASK_SET_COUNT_PROBS)) + 1
+            tasks = tuple(sorted(str(t) for t in rng.choice(list(labels.TASK_SETS), num_sets, replace=False)))
+            intensity, expr, va = _expressions(video_rng, frames)
+            au = (intensity >= AU_LABEL_THRESHOLD).astype(np.int64)
+            drawn = np.clip(intensity + video_rng.uniform(0, INACTIVE_JITTER, intensity.shape), 0, 1)
+            va = np.round(np.clip(va + video_rng.normal(0, VA_NOISE, va.shape), -1, 1), 4)
+            unannotated = {t: _run(rng, frames, SENTINEL_RUN_FRAMES) if rng.random() < SENTINEL_RUN_PROB
+                           else np.zeros(frames, bool) for t in tasks}
+            faceless = (_run(rng, frames, FACELESS_RUN_FRAMES) if rng.random() < FACELESS_RUN_PROB
+                        else np.zeros(frames, bool))
+            extra = int(rng.integers(1, 4)) if rng.random() < EXTRA_IMAGES_PROB else 0
+            split_plans.append(VideoPlan(name, split, (seed, 1, len(plans) + len(split_plans)), tasks, frames, au, expr,
+                                         va, drawn, unannotated, faceless, extra, background_from))
+        _ensure_gaps(rng, split_plans, frames)
+        plans += split_plans
+    return plans
 
 
 def _ensure_gaps(rng: np.random.Generator, plans: list[VideoPlan], frames: int) -> None:
-  """Makes every kind of label gap, and every task set, occur in a split (see plan_videos)."""
-  for task in labels.TASK_SETS:  # every task set holds at least one video of the split
-    if not any(task in p.tasks for p in plans):
-      p = plans[int(rng.integers(len(plans)))]
-      p.tasks = tuple(sorted(p.tasks + (task,)))
-      p.unannotated[task] = np.zeros(frames, bool)
-  if len(plans) < 2:
-    return
-  if all(len(p.tasks) == len(labels.TASK_SETS) for p in plans):  # the others keep every task set covered
-    p = plans[-1]
-    dropped = p.tasks[int(rng.integers(len(p.tasks)))]
-    p.tasks = tuple(t for t in p.tasks if t != dropped)
-    del p.unannotated[dropped]
-  if not any(m.any() for p in plans for m in p.unannotated.values()):
-    p = plans[0]
-    p.unannotated[p.tasks[0]] = _run(rng, frames, SENTINEL_RUN_FRAMES)
-  if not any(p.faceless.any() for p in plans):
-    plans[0].faceless = _run(rng, frames, FACELESS_RUN_FRAMES)
-  if not any(p.extra_images for p in plans):
-    plans[-1].extra_images = 1
+    """Makes every kind of label gap, and every task set, occur in a split (see plan_videos)."""
+    for task in labels.TASK_SETS:  # every task set holds at least one video of the split
+        if not any(task in p.tasks for p in plans):
+            p = plans[int(rng.integers(len(plans)))]
+            p.tasks = tuple(sorted(p.tasks + (task,)))
+            p.unannotated[task] = np.zeros(frames, bool)
+    if len(plans) < 2:
+        return
+    if all(len(p.tasks) == len(labels.TASK_SETS) for p in plans):  # the others keep every task set covered
+        p = plans[-1]
+        dropped = p.tasks[int(rng.integers(len(p.tasks)))]
+        p.tasks = tuple(t for t in p.tasks if t != dropped)
+        del p.unannotated[dropped]
+    if not any(m.any() for p in plans for m in p.unannotated.values()):
+        p = plans[0]
+        p.unannotated[p.tasks[0]] = _run(rng, frames, SENTINEL_RUN_FRAMES)
+    if not any(p.faceless.any() for p in plans):
+        plans[0].faceless = _run(rng, frames, FACELESS_RUN_FRAMES)
+    if not any(p.extra_images for p in plans):
+        plans[-1].extra_images = 1
 
 
 def _label_lines(plan: VideoPlan, task: str) -> list[str]:
-  lines = [labels.HEADERS[task]]
-  sentinel = {"au": ",".join([str(labels.AU_MISSING)] * labels.NUM_AUS), "expr": str(labels.EXPR_MISSING),
-              "va": f"{labels.VA_MISSING:g},{labels.VA_MISSING:g}"}[task]
-  for t in range(plan.num_frames):
-    if plan.unannotated[task][t]:
-      lines.append(sentinel)
-    elif task == "au":
-      lines.append(",".join(str(int(v)) for v in plan.au[t]))
-    elif task == "expr":
-      lines.append(str(int(plan.expr[t])))
-    else:
-      lines.append(f"{plan.va[t, 0]:.4f},{plan.va[t, 1]:.4f}")
-  return lines
+    lines = [labels.HEADERS[task]]
+    sentinel = {"au": ",".join([str(labels.AU_MISSING)] * labels.NUM_AUS), "expr": str(labels.EXPR_MISSING),
+                "va": f"{labels.VA_MISSING:g},{labels.VA_MISSING:g}"}[task]
+    for t in range(plan.num_frames):
+        if plan.unannotated[task][t]:
+            lines.append(sentinel)
+        elif task == "au":
+            lines.append(",".join(str(int(v)) for v in plan.au[t]))
+        elif task == "expr":
+            lines.append(str(int(plan.expr[t])))
+        else:
+            lines.append(f"{plan.va[t, 0]:.4f},{plan.va[t, 1]:.4f}")
+    return lines
 
 
 def video_identity(plan: VideoPlan) -> Identity:
-  """The person of a video (each video is a new person, so train and val identities are disjoint)."""
-  return sample_identity(np.random.default_rng(list(plan.seed) + [1]))
+    """The person of a video (each video is a new person, so train and val identities are disjoint)."""
+    return sample_identity(np.random.default_rng(list(plan.seed) + [1]))
 
 
 class _FrameRenderer:
-  """Renders the frames of one video: identity, background and smooth nuisance trajectories."""
+    """Renders the frames of one video: identity, background and smooth nuisance trajectories."""
 
-  def __init__(self, plan: VideoPlan, size: int, background: Image.Image):
-    self.identity = video_identity(plan)
-    self.rng = np.random.default_rng(list(plan.seed) + [3])
-    self.size = size
-    self.background = background
-    u = self.rng.uniform
-    self.waves = {k: (u(0.01, 0.06), u(0, 2 * math.pi)) for k in ("rot", "scale", "x", "y", "light")}
-    grid = (np.arange(size, dtype=np.float32) - size / 2) / size
-    ident = self.identity
-    direction = math.cos(ident.light_angle) * grid[None, :] + math.sin(ident.light_angle) * grid[:, None]
-    self.light = (1 + ident.light_gradient * direction)[..., None] * np.asarray(ident.cast, np.float32)  # [S,S,3]
-    self.noise = self.rng.standard_normal((2 * size, 2 * size, 3)).astype(np.float32)  # cropped per frame
+    def __init__(self, plan: VideoPlan, size: int, background: Image.Image):
+        self.identity = video_identity(plan)
+        self.rng = np.random.default_rng(list(plan.seed) + [3])
+        self.size = size
+        self.background = background
+        u = self.rng.uniform
+        self.waves = {k: (u(0.01, 0.06), u(0, 2 * math.pi)) for k in ("rot", "scale", "x", "y", "light")}
+        grid = (np.arange(size, dtype=np.float32) - size / 2) / size
+        ident = self.identity
+        direction = math.cos(ident.light_angle) * grid[None, :] + math.sin(ident.light_angle) * grid[:, None]
+        self.light = (1 + ident.light_gradient * direction)[..., None] * np.asarray(ident.cast, np.float32)  # [S,S,3]
+        self.noise = self.rng.standard_normal((2 * size, 2 * size, 3)).astype(np.float32)  # cropped per frame
 
-  def _wave(self, key: str, t: int) -> float:
-    freq, phase = self.waves[key]
-    return math.sin(2 * math.pi * freq * t + phase)
+    def _wave(self, key: str, t: int) -> float:
+        freq, phase = self.waves[key]
+        return math.sin(2 * math.pi * freq * t + phase)
 
-  def jpeg(self, t: int, intensity: np.ndarray) -> bytes:
-    pose = Pose(rotation=POSE_ROTATION[1] * self._wave("rot", t), scale=1 + POSE_SCALE * self._wave("scale", t),
-                shift=(POSE_SHIFT * self._wave("x", t), POSE_SHIFT * self._wave("y", t)))
-    image = self.background.copy()
-    draw_face(_Canvas(image, self.identity, pose, self.size), self.identity, intensity)
-    pixels = np.asarray(image.reduce(SUPERSAMPLE), np.float32)  # [S, S, 3]
-    gain = self.identity.gain * (1 + LIGHT_SWING * self._wave("light", t))
-    oy, ox = self.rng.integers(0, self.size, 2)
-    sigma = self.rng.uniform(*NOISE_SIGMA)
-    pixels = pixels * (self.light * gain) + sigma * self.noise[oy:oy + self.size, ox:ox + self.size]
-    frame = np.clip(pixels + 0.5, 0, 255).astype(np.uint8)
-    return simplejpeg.encode_jpeg(frame, quality=int(self.rng.integers(JPEG_QUALITY[0], JPEG_QUALITY[1] + 1)),
-                                  colorspace="RGB")
+    def jpeg(self, t: int, intensity: np.ndarray) -> bytes:
+        pose = Pose(rotation=POSE_ROTATION[1] * self._wave("rot", t), scale=1 + POSE_SCALE * self._wave("scale", t),
+                    shift=(POSE_SHIFT * self._wave("x", t), POSE_SHIFT * self._wave("y", t)))
+        image = self.background.copy()
+        draw_face(_Canvas(image, self.identity, pose, self.size), self.identity, intensity)
+        pixels = np.asarray(image.reduce(SUPERSAMPLE), np.float32)  # [S, S, 3]
+        gain = self.identity.gain * (1 + LIGHT_SWING * self._wave("light", t))
+        oy, ox = self.rng.integers(0, self.size, 2)
+        sigma = self.rng.uniform(*NOISE_SIGMA)
+        pixels = pixels * (self.light * gain) + sigma * self.noise[oy:oy + self.size, ox:ox + self.size]
+        frame = np.clip(pixels + 0.5, 0, 255).astype(np.uint8)
+        return simplejpeg.encode_jpeg(frame, quality=int(self.rng.integers(JPEG_QUALITY[0], JPEG_QUALITY[1] + 1)),
+                                      colorspace="RGB")
 
 
 def _write_text(path: str, lines: list[str]) -> None:
-  with open(path, "w") as f:
-    f.write("\n".join(lines) + "\n")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
 
 
 def write_tree(plans: list[VideoPlan], root: str, size: int) -> dict:
-  """Writes the Aff-Wild2 tree of `plans` under `root` (which must not exist yet); returns counts."""
-  counts = {"videos": len(plans), "images": 0, "faceless_frames": 0, "images_without_label": 0}
-  backgrounds = {}
-  for plan in plans:
-    video_dir = os.path.join(root, affwild2.IMAGES_DIR, plan.name)
-    os.makedirs(video_dir)
-    scene_rng = np.random.default_rng(list(plan.seed) + [2])
-    backgrounds[plan.name] = backgrounds[plan.background_from] if plan.background_from else \
-        render_background(scene_rng, size)
-    renderer = _FrameRenderer(plan, size, backgrounds[plan.name])
-    extra_intensity = plan.intensity[-1]
-    for t in range(plan.num_frames + plan.extra_images):
-      if t < plan.num_frames and plan.faceless[t]:
-        counts["faceless_frames"] += 1
-        continue
-      data = renderer.jpeg(t, plan.intensity[t] if t < plan.num_frames else extra_intensity)
-      with open(os.path.join(video_dir, f"{t + 1:05d}.jpg"), "wb") as f:
-        f.write(data)
-      counts["images"] += 1
-    counts["images_without_label"] += plan.extra_images
-    for task in plan.tasks:
-      folder = os.path.join(root, affwild2.ANNOTATIONS_DIR, labels.TASK_SETS[task], labels.SPLIT_SETS[plan.split])
-      os.makedirs(folder, exist_ok=True)
-      _write_text(os.path.join(folder, plan.name + ".txt"), _label_lines(plan, task))
-  for task_set in labels.TASK_SETS.values():  # the layout has every folder, even if a split has no such video
-    for split_set in labels.SPLIT_SETS.values():
-      os.makedirs(os.path.join(root, affwild2.ANNOTATIONS_DIR, task_set, split_set), exist_ok=True)
-  return counts
+    """Writes the Aff-Wild2 tree of `plans` under `root` (which must not exist yet); returns counts."""
+    counts = {"videos": len(plans), "images": 0, "faceless_frames": 0, "images_without_label": 0}
+    backgrounds = {}
+    for plan in plans:
+        video_dir = os.path.join(root, affwild2.IMAGES_DIR, plan.name)
+        os.makedirs(video_dir)
+        scene_rng = np.random.default_rng(list(plan.seed) + [2])
+        backgrounds[plan.name] = backgrounds[plan.background_from] if plan.background_from else \
+            render_background(scene_rng, size)
+        renderer = _FrameRenderer(plan, size, backgrounds[plan.name])
+        extra_intensity = plan.intensity[-1]
+        for t in range(plan.num_frames + plan.extra_images):
+            if t < plan.num_frames and plan.faceless[t]:
+                counts["faceless_frames"] += 1
+                continue
+            data = renderer.jpeg(t, plan.intensity[t] if t < plan.num_frames else extra_intensity)
+            with open(os.path.join(video_dir, f"{t + 1:05d}.jpg"), "wb") as f:
+                f.write(data)
+            counts["images"] += 1
+        counts["images_without_label"] += plan.extra_images
+        for task in plan.tasks:
+            folder = os.path.join(root, affwild2.ANNOTATIONS_DIR, labels.TASK_SETS[task], labels.SPLIT_SETS[plan.split])
+            os.makedirs(folder, exist_ok=True)
+            _write_text(os.path.join(folder, plan.name + ".txt"), _label_lines(plan, task))
+    for task_set in labels.TASK_SETS.values():  # the layout has every folder, even if a split has no such video
+        for split_set in labels.SPLIT_SETS.values():
+            os.makedirs(os.path.join(root, affwild2.ANNOTATIONS_DIR, task_set, split_set), exist_ok=True)
+    return counts
 
 
 def generate(out: str, *, videos: int, frames: int, size: int, seed: int) -> dict:
-  """Renders a synthetic Aff-Wild2 tree into `out` (temporary folder, renamed at the end); returns the marker."""
-  if size < 32:
-    raise SyntheticError(f"--size must be >= 32 pixels, got {size}")
-  if os.path.exists(out):
-    raise SyntheticError(f"{out}: already exists; remove it or choose another --out")
-  start = time.perf_counter()
-  plans = plan_videos(videos, frames, seed)
-  tmp = f"{out.rstrip(os.sep)}.tmp-{os.getpid()}"
-  shutil.rmtree(tmp, ignore_errors=True)
-  try:
-    counts = write_tree(plans, tmp, size)
-    marker = {
-        "generator": "pasn_jax.data.synthetic", "version": GENERATOR_VERSION, "seed": seed, "videos": videos,
-        "frames": frames, "size": size,
-        "splits": {s: [p.name for p in plans if p.split == s] for s in labels.SPLIT_SETS},
-        "task_sets": {p.name: list(p.tasks) for p in plans},
-        **counts, "seconds": round(time.perf_counter() - start, 3),
-    }
-    _write_text(os.path.join(tmp, MARKER_FILE), [json.dumps(marker, indent=1)])
-    os.rename(tmp, out)
-  except BaseException:
+    """Renders a synthetic Aff-Wild2 tree into `out` (temporary folder, renamed at the end); returns the marker."""
+    if size < 32:
+        raise SyntheticError(f"--size must be >= 32 pixels, got {size}")
+    if os.path.exists(out):
+        raise SyntheticError(f"{out}: already exists; remove it or choose another --out")
+    start = time.perf_counter()
+    plans = plan_videos(videos, frames, seed)
+    tmp = f"{out.rstrip(os.sep)}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    raise
-  return marker
+    try:
+        counts = write_tree(plans, tmp, size)
+        marker = {
+            "generator": "pasn_jax.data.synthetic", "version": GENERATOR_VERSION, "seed": seed, "videos": videos,
+            "frames": frames, "size": size,
+            "splits": {s: [p.name for p in plans if p.split == s] for s in labels.SPLIT_SETS},
+            "task_sets": {p.name: list(p.tasks) for p in plans},
+            **counts, "seconds": round(time.perf_counter() - start, 3),
+        }
+        _write_text(os.path.join(tmp, MARKER_FILE), [json.dumps(marker, indent=1)])
+        os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return marker
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--out", required=True, help="folder to create (must not exist)")
-  parser.add_argument("--videos", type=int, default=16, help="number of videos over both splits")
-  parser.add_argument("--frames", type=int, default=120, help="label lines (frames) per video")
-  parser.add_argument("--size", type=int, default=112, help="image side in pixels")
-  parser.add_argument("--seed", type=int, default=0)
-  args = parser.parse_args(argv)
-  try:
-    marker = generate(args.out, videos=args.videos, frames=args.frames, size=args.size, seed=args.seed)
-  except (SyntheticError, OSError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
-  print(f"wrote {args.out}: {marker['videos']} videos ({len(marker['splits']['train'])} train, "
-        f"{len(marker['splits']['val'])} val), {marker['images']} images at {args.size} px, "
-        f"{marker['faceless_frames']} label lines without image, {marker['images_without_label']} images without "
-        f"label line, in {marker['seconds']:.1f} s ({marker['images'] / marker['seconds']:.0f} frames/s)")
-  return 0
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, help="folder to create (must not exist)")
+    parser.add_argument("--videos", type=int, default=16, help="number of videos over both splits")
+    parser.add_argument("--frames", type=int, default=120, help="label lines (frames) per video")
+    parser.add_argument("--size", type=int, default=112, help="image side in pixels")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        marker = generate(args.out, videos=args.videos, frames=args.frames, size=args.size, seed=args.seed)
+    except (SyntheticError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out}: {marker['videos']} videos ({len(marker['splits']['train'])} train, "
+          f"{len(marker['splits']['val'])} val), {marker['images']} images at {args.size} px, "
+          f"{marker['faceless_frames']} label lines without image, {marker['images_without_label']} images without "
+          f"label line, in {marker['seconds']:.1f} s ({marker['images'] / marker['seconds']:.0f} frames/s)")
+    return 0
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+    sys.exit(main())
