@@ -19,8 +19,9 @@ def machine() -> str:
     if os.path.exists("/proc/cpuinfo"):
         with open("/proc/cpuinfo") as f:
             model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
-    return f"{model}, {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, " \
-           f"{datetime.datetime.now().isoformat(timespec='seconds')}"
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    return (f"{model}, {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, "
+            f"{datetime.datetime.now().isoformat(timespec='seconds')}, load average {load} (shared machine)")
 
 
 def main():
