@@ -4,6 +4,7 @@ process; augmentation and normalisation against direct references."""
 import math
 
 import grain
+import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
@@ -190,6 +191,12 @@ def test_random_crop_boxes_respect_scale_and_ratio():
         assert 0.3 * 11200 * 0.95 <= w * h <= 0.9 * 11200 * 1.05
         assert 0.75 * 0.95 <= w / h <= 1.333 * 1.05
     assert pipeline._random_crop_box(rng, 50, 100, (1.0, 1.0), (1.0, 1.0)) == (25, 0, 75, 50)  # nothing fits
+
+
+def test_augment_reads_a_config_dict():
+    options = pipeline.augment_options(ml_collections.ConfigDict(AUGMENT))
+    assert options == pipeline.Augment(random_resized_crop=True, crop_scale=(0.6, 1.0), crop_ratio=(0.8, 1.25),
+                                       hflip=True, color_jitter=0.3)
 
 
 def test_bad_augment_and_sharding_arguments(synthetic_shards):

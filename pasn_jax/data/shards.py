@@ -79,11 +79,15 @@ _lane_shifts = _shift_tables(0)[None]  # [q, 4, 256]: tables shifting a register
 
 
 def _lane_shift_tables(count: int) -> np.ndarray:
-    """Shift tables for 0 .. count - 1 lanes, extended on demand. [count, 4, 256] uint32."""
+    """Shift tables for 0 .. count - 1 lanes, extended on demand (thread safe: extends a local copy, publishes
+    it). [count, 4, 256] uint32."""
     global _lane_shifts
-    while len(_lane_shifts) < count:
-        _lane_shifts = np.concatenate([_lane_shifts, _apply_shift(_ONE_LANE, _lane_shifts[-1])[None]])
-    return _lane_shifts[:count]
+    tables = _lane_shifts
+    while len(tables) < count:
+        tables = np.concatenate([tables, _apply_shift(_ONE_LANE, tables[-1])[None]])
+    if len(tables) > len(_lane_shifts):
+        _lane_shifts = tables
+    return tables[:count]
 
 
 def crc32c(data: bytes) -> int:
@@ -94,7 +98,6 @@ def crc32c(data: bytes) -> int:
     position tables per 256-byte lane and the lanes are combined with precomputed shift operators.
     """
     n = len(data)
-    buf = np.frombuffer(data, np.uint8)
     if n < _SHORT:
         r = 0xFFFFFFFF
         for b in data:
@@ -103,7 +106,7 @@ def crc32c(data: bytes) -> int:
     lanes = -(-n // _LANE)
     start = lanes * _LANE - n
     padded = np.zeros(lanes * _LANE, np.uint8)  # leading zero bytes leave a zero-initialised crc unchanged
-    padded[start:] = buf
+    padded[start:] = np.frombuffer(data, np.uint8)
     padded[start:start + 4] ^= 0xFF
     grid = padded.reshape(lanes, _LANE)  # [lanes, _LANE]
     per_lane = np.bitwise_xor.reduce(_POSITION[_COLUMNS, grid], axis=1)  # [lanes]
@@ -277,8 +280,11 @@ class ShardSource:
         if self._pid != os.getpid():  # a forked or spawned worker opens its own descriptors
             self._fds, self._pid = {}, os.getpid()
         fd = self._fds.get(shard)
-        if fd is None:
-            fd = self._fds.setdefault(shard, os.open(self._shards[shard], os.O_RDONLY))
+        if fd is None:  # two reader threads may race here: keep one descriptor, close the other
+            opened = os.open(self._shards[shard], os.O_RDONLY)
+            fd = self._fds.setdefault(shard, opened)
+            if fd != opened:
+                os.close(opened)
         return fd
 
     def locate(self, index: int) -> tuple[int, int]:
@@ -288,16 +294,12 @@ class ShardSource:
         shard = int(np.searchsorted(self._starts, index, side="right")) - 1
         return shard, index - int(self._starts[shard])
 
-    def read_bytes(self, index: int) -> bytes:
-        """The CRC-checked serialized example of global record `index`."""
-        shard, k = self.locate(index)
-        start, stop = int(self._offsets[shard][k]), int(self._offsets[shard][k + 1])
-        framed = os.pread(self._fd(shard), stop - start, start)
-        return unframe_record(framed, f"{self._shards[shard]}: record {k}")
-
     def __getitem__(self, index: int) -> dict:
         shard, k = self.locate(int(index))
-        return decode_example(self.read_bytes(int(index)), f"{self._shards[shard]}: record {k}")
+        where = f"{self._shards[shard]}: record {k}"
+        start, stop = int(self._offsets[shard][k]), int(self._offsets[shard][k + 1])
+        framed = os.pread(self._fd(shard), stop - start, start)  # one read, no shared file position
+        return decode_example(unframe_record(framed, where), where)
 
     def close(self, _close=os.close):
         for fd in self._fds.values():
