@@ -35,8 +35,9 @@ def _flatten(d, prefix=""):
     return out
 
 
-def check_workdir_config(workdir: str, config: ml_collections.ConfigDict) -> None:
-    """Writes `workdir/config.json` on first use; afterwards refuses a config that cannot resume this workdir."""
+def check_workdir_config(workdir: str, config: ml_collections.ConfigDict, write: bool = True) -> None:
+    """Refuses a config that cannot resume (or evaluate) this workdir; writes `workdir/config.json` on first use
+    when `write`."""
     path = os.path.join(workdir, "config.json")
     current = _flatten(json.loads(config.to_json()))
     if os.path.exists(path):
@@ -50,7 +51,7 @@ def check_workdir_config(workdir: str, config: ml_collections.ConfigDict) -> Non
                 f"{path}: this workdir was made by a different config ({shown}); "
                 "use a new --workdir or the same config")
         return
-    if jax.process_index() == 0:
+    if write and jax.process_index() == 0:
         os.makedirs(workdir, exist_ok=True)
         tmp = f"{path}.tmp-{os.getpid()}"
         with open(tmp, "w") as f:
@@ -62,8 +63,10 @@ class Checkpointer:
     """Train state + data iterator, saved and restored together under `workdir/checkpoints`."""
 
     def __init__(self, workdir: str, *, keep: int = 3, async_save: bool = True, read_only: bool = False):
+        # A run killed mid-save leaves a *.orbax-checkpoint-tmp folder: the next writer removes it.
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=not read_only, read_only=read_only,
-                                               enable_async_checkpointing=async_save)
+                                               enable_async_checkpointing=async_save,
+                                               cleanup_tmp_directories=not read_only)
         self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
         self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "data"))
 

@@ -58,7 +58,10 @@ class Evaluator:
             keep = host.pop("valid").astype(bool)
             host["video"] = np.ascontiguousarray(host["video"]).view(f"S{_VIDEO_BYTES}")[:, 0].astype(str)
             parts.append({k: v[keep] for k, v in {**predictions, **host}.items()})
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        p = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
+        # Processes hold contiguous shares; put their interleaved batches back in stored (video, frame) order.
+        order = np.lexsort((p["frame"], p["video"]))
+        return {k: v[order] for k, v in p.items()}
 
     def run(self, variables, step: int, workdir: str | None = None) -> dict:
         """Predicts, scores, and (process 0, with a workdir) writes eval/<step>/{metrics.json,predictions.csv}."""
@@ -125,6 +128,7 @@ def format_table(scores: dict, step: int, frames: int | None = None, split: str 
 def evaluate(config, workdir: str, step: int | None = None) -> dict:
     """Restores a checkpoint of `workdir` (the latest, or `step`) and evaluates it on `config.eval.split`."""
     mesh = parallel.make_mesh()
+    checkpointing.check_workdir_config(workdir, config, write=False)
     ckpt = checkpointing.Checkpointer(workdir, read_only=True)
     if step is None:
         step = ckpt.latest_step()

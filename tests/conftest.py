@@ -55,3 +55,27 @@ def expected_labels(synthetic_tree) -> dict:
                 frames[(video, frame)] = (value["AU_Set"], value["EXPR_Set"], value["VA_Set"])
         result[split] = frames
     return result
+
+
+@pytest.fixture(scope="session")
+def smoke_cache(tmp_path_factory) -> str:
+    """A synthetic cache folder holding the smoke config's rendered and converted set."""
+    from configs import abaw
+
+    cache = str(tmp_path_factory.mktemp("cache"))
+    s = abaw.get_config("smoke").data.synthetic
+    convert.prepare_synthetic(cache, videos=s.videos, frames=s.frames, size=s.size, seed=s.seed,
+                              num_shards=s.num_shards)
+    return cache
+
+
+@pytest.fixture(scope="session")
+def smoke_run(smoke_cache, tmp_path_factory) -> tuple[str, str]:
+    """(workdir, stdout) of one uninterrupted `python -m pasn_jax.main` smoke run of SMOKE_STEPS steps."""
+    from runs import SMOKE_STEPS, run_main, smoke_args
+
+    workdir = str(tmp_path_factory.mktemp("smoke") / "run")
+    proc = run_main(smoke_args(workdir, smoke_cache, f"--config.num_steps={SMOKE_STEPS}", "--config.log_every=50",
+                               "--config.checkpoint_every=50", "--config.eval_every=100000",
+                               "--config.keep_checkpoints=2"))
+    return workdir, proc.stdout

@@ -136,13 +136,13 @@ def test_train_resumes_to_the_identical_batch(synthetic_shards, tmp_path):
 def test_two_processes_get_disjoint_shares_that_cover_the_split(synthetic_shards):
     n = pipeline.num_records(synthetic_shards, "train")
     source = shards.ShardSource(synthetic_shards, "train")
+    sampler = pipeline.train_sampler(synthetic_shards, seed=0)
     shares = []
     for p in range(2):
-        sampler = pipeline.train_sampler(synthetic_shards, seed=0, shard_index=p, shard_count=2)
-        share_size = n // 2 + (p < n % 2)
-        # DataLoader asks the sampler for global index k * shard_count + shard_index (grain's DataLoader).
-        keys = [sampler[k * 2 + p].record_key for k in range(share_size)]
-        assert len(set(keys)) == share_size
+        # DataLoader asks the sampler for global position k * shard_count + shard_index (grain's DataLoader);
+        # over the first epoch (positions < n) the two processes' records are disjoint and cover the split.
+        keys = [sampler[position].record_key for position in range(p, n, 2)]
+        assert len(set(keys)) == len(keys)
         shares.append(set(keys))
         iterator = pipeline.train_dataset(synthetic_shards, batch_size=4, image_size=SIZE, seed=0, augment=NO_AUGMENT,
                                           shard_index=p, shard_count=2)
@@ -155,6 +155,20 @@ def test_two_processes_get_disjoint_shares_that_cover_the_split(synthetic_shards
             np.testing.assert_array_equal(batch["va"][i], record["va"])
     assert not shares[0] & shares[1]
     assert shares[0] | shares[1] == set(range(n))
+
+
+def test_global_batch_does_not_depend_on_the_process_count(synthetic_shards):
+    """Two processes' batches of 4 hold the same augmented examples as one process's batch of 8."""
+    make = lambda batch_size, p, count: pipeline.train_dataset(
+        synthetic_shards, batch_size=batch_size, image_size=SIZE, seed=5, augment=AUGMENT, shard_index=p,
+        shard_count=count)
+    whole = _batches(make(8, 0, 1), 3)
+    halves = [_batches(make(4, p, 2), 3) for p in range(2)]
+    for step, batch in enumerate(whole):
+        # Process p holds global positions p, p + 2, ...: interleave the halves back into stream order.
+        merged = {k: np.stack([halves[i % 2][step][k][i // 2] for i in range(8)]) for k in batch}
+        for k in batch:
+            np.testing.assert_array_equal(merged[k], batch[k], err_msg=k)
 
 
 def test_augmentation_changes_pixels_but_not_labels(synthetic_shards):

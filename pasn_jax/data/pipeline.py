@@ -1,7 +1,8 @@
 """grain input pipelines over the shards (ARCHITECTURE.md, "Data flow").
 
 train: global shuffle by seed, repeat, decode, augment (random resized crop, horizontal flip, colour jitter),
-resize, normalise, batch (drop remainder), sharded by JAX process; the iterator state is checkpointable.
+resize, normalise, batch (drop remainder), sharded by JAX process over one global stream, so that a global batch
+is the same for any number of processes; the iterator state is checkpointable.
 eval: every record of this process's share once, in stored (video, frame) order, padded to equal batch counts.
 
 A batch is a dict of numpy arrays: image [B,H,W,3] float32 normalised as (x/255 - 0.5)/0.5; au [B,12] int32
@@ -162,11 +163,13 @@ def _shard_options(shard_index: int | None, shard_count: int | None) -> grain.sh
     return grain.sharding.ShardOptions(shard_index=shard_index, shard_count=shard_count, drop_remainder=False)
 
 
-def train_sampler(data_dir: str, *, seed: int, split: str = "train", shard_index: int | None = None,
-                  shard_count: int | None = None) -> grain.samplers.IndexSampler:
-    """Infinite, globally shuffled index sampler over this process's contiguous share of the records."""
+def train_sampler(data_dir: str, *, seed: int, split: str = "train") -> grain.samplers.IndexSampler:
+    """Infinite global stream of record keys: a fresh shuffle of all records per epoch, and an augmentation rng
+    per stream position. Processes take interleaved positions of this one stream (grain's DataLoader asks for
+    position k * shard_count + shard_index), so the records and augmentations of a global batch do not depend
+    on how many processes share it."""
     return grain.samplers.IndexSampler(num_records=num_records(data_dir, split),
-                                       shard_options=_shard_options(shard_index, shard_count),
+                                       shard_options=grain.sharding.NoSharding(),
                                        shuffle=True, num_epochs=None, seed=seed)
 
 
@@ -182,7 +185,8 @@ def train_dataset(data_dir: str, *, batch_size: int, image_size: int, seed: int,
         flags.FLAGS.mark_as_parsed()  # grain's worker processes read absl flags (ARCHITECTURE.md, "Facts measured")
     loader = grain.DataLoader(
         data_source=source,
-        sampler=train_sampler(data_dir, seed=seed, split=split, shard_index=shard_index, shard_count=shard_count),
+        sampler=train_sampler(data_dir, seed=seed, split=split),
+        shard_options=_shard_options(shard_index, shard_count),
         operations=[TrainTransform(image_size, augment_options(augment)),
                     grain.transforms.Batch(batch_size=batch_size, drop_remainder=True)],
         worker_count=worker_count, read_options=READ_OPTIONS)

@@ -1,0 +1,61 @@
+"""Helpers for tests that run the product's command line (`python -m pasn_jax.main`) on the smoke config."""
+
+import os
+import re
+import subprocess
+import sys
+
+import jax
+import numpy as np
+
+SMOKE_STEPS = 200  # long enough that a run can be killed between its first checkpoint and its end
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_LOSS_LINE = re.compile(r"step (\d+)/\d+ \| loss ([0-9.naif-]+)")
+
+
+def smoke_args(workdir: str, cache_dir: str, *overrides: str, config: str = "smoke") -> list[str]:
+    return [f"--config=configs/abaw.py:{config}", f"--workdir={workdir}",
+            f"--config.data.synthetic.cache_dir={cache_dir}", *overrides]
+
+
+def env_with_devices(devices: int) -> dict:
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def run_main(args: list[str], *, devices: int = 1, timeout: int = 600, check: bool = True):
+    """Runs `python -m pasn_jax.main ARGS` in the repository; returns the CompletedProcess."""
+    proc = subprocess.run([sys.executable, "-m", "pasn_jax.main", *args], cwd=REPO, env=env_with_devices(devices),
+                          capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"pasn_jax.main failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def printed_losses(stdout: str) -> dict[int, float]:
+    """{step: loss} from the console log lines `step S/N | loss L ...`."""
+    return {int(s): float(v) for s, v in _LOSS_LINE.findall(stdout)}
+
+
+def load_state(workdir: str, config_arg: str = "smoke", overrides: dict | None = None, step: int | None = None):
+    """The train state of a workdir's checkpoint (latest by default), restored on this process's devices."""
+    from configs import abaw
+    from pasn_jax import checkpointing, parallel, train_state
+
+    config = abaw.get_config(config_arg)
+    for key, value in (overrides or {}).items():
+        section, _, name = key.rpartition(".")
+        (config[section] if section else config)[name] = value
+    model, optimizer, _ = train_state.make_model_and_optimizer(config)
+    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    abstract = train_state.abstract_train_state(model, optimizer, config, sharding)
+    ckpt = checkpointing.Checkpointer(workdir, read_only=True)
+    state = ckpt.restore(ckpt.latest_step() if step is None else step, abstract)
+    ckpt.close()
+    return jax.tree.map(np.asarray, state)
+
+
+def max_abs_difference(a, b) -> float:
+    return max(float(np.max(np.abs(x - y))) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))

@@ -1,0 +1,104 @@
+"""The training command end to end on the smoke config: resume after a kill, guards, non-finite steps, ablations."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+from runs import (REPO, SMOKE_STEPS, env_with_devices, load_state, max_abs_difference, printed_losses, run_main,
+                  smoke_args)
+
+
+def test_training_changes_parameters_and_lowers_the_loss(smoke_run):
+    workdir, stdout = smoke_run
+    losses = printed_losses(stdout)
+    assert sorted(losses) == list(range(50, SMOKE_STEPS + 1, 50))
+    first, last = losses[50], losses[SMOKE_STEPS]
+    assert last < first, losses
+    state = load_state(workdir)
+    assert int(state.step) == SMOKE_STEPS and int(state.nonfinite_total) == 0
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["150", "200"]  # keep_checkpoints=2
+
+
+def test_killed_run_resumes_to_the_same_parameters(smoke_cache, smoke_run, tmp_path):
+    """SIGKILL after the first checkpoint, restart with the same command: the final state equals an
+    uninterrupted run of the same length (same next batches from the restored grain iterator)."""
+    workdir = str(tmp_path / "killed")
+    args = smoke_args(workdir, smoke_cache, f"--config.num_steps={SMOKE_STEPS}", "--config.log_every=50",
+                      "--config.checkpoint_every=50", "--config.eval_every=100000", "--config.keep_checkpoints=2")
+    proc = subprocess.Popen([sys.executable, "-m", "pasn_jax.main", *args], cwd=REPO, env=env_with_devices(1),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if os.path.isdir(ckpt_dir) and any(name.isdigit() for name in os.listdir(ckpt_dir)):
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    done = [int(n) for n in os.listdir(ckpt_dir) if n.isdigit()]
+    assert done and max(done) < SMOKE_STEPS
+
+    resumed = run_main(args)
+    assert "resumed from" in resumed.stdout
+    reference = load_state(smoke_run[0])
+    state = load_state(workdir)
+    assert int(state.step) == SMOKE_STEPS
+    # Same computation, same order: equal up to float32 rounding of a re-traced program.
+    assert max_abs_difference(state.params, reference.params) < 1e-5
+    assert max_abs_difference(state.batch_stats, reference.batch_stats) < 1e-5
+
+
+def test_incompatible_workdir_is_refused(smoke_cache, smoke_run):
+    workdir, _ = smoke_run
+    before = sorted(os.listdir(os.path.join(workdir, "checkpoints")))
+    proc = run_main(smoke_args(workdir, smoke_cache, "--config.model.width=16"), check=False)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert "model.width: 8 -> 16" in lines[-1] and "config.json" in lines[-1]
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == before
+
+
+def test_nonfinite_steps_are_skipped_then_stop_the_run(smoke_cache, tmp_path):
+    """A learning rate of 1e30 blows the parameters up after one good step; every later loss is non-finite, is
+    skipped, and the 5th in a row stops the run with the last checkpoint still holding finite parameters."""
+    workdir = str(tmp_path / "nan")
+    proc = run_main(smoke_args(workdir, smoke_cache, "--config.optim.lr=1e30", "--config.num_steps=50",
+                               "--config.checkpoint_every=1", "--config.max_nonfinite_in_a_row=5",
+                               "--config.eval_every=1000"), check=False)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "5 non-finite losses or gradients in a row" in proc.stderr.strip().splitlines()[-1]
+    state = load_state(workdir)
+    assert int(state.nonfinite_in_a_row) >= 1
+    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state.params))
+
+
+@pytest.mark.parametrize("variant", ["no_prior", "no_streaming"])
+def test_ablation_variants_train(smoke_cache, tmp_path, variant):
+    workdir = str(tmp_path / variant)
+    proc = run_main(smoke_args(workdir, smoke_cache, "--config.num_steps=2", "--config.log_every=1",
+                               config=f"smoke,{variant}"))
+    losses = printed_losses(proc.stdout)
+    assert sorted(losses) == [1, 2] and all(np.isfinite(list(losses.values())))
+    state = load_state(workdir, f"smoke,{variant}")
+    if variant == "no_prior":
+        assert set(state.params) == {"backbone", "heads"}
+    else:
+        assert "au_to_expr" not in state.params["heads"] and "au_expr_to_va" not in state.params["heads"]
+
+
+def test_unknown_override_names_the_key(smoke_cache, tmp_path):
+    proc = run_main(smoke_args(str(tmp_path / "w"), smoke_cache, "--config.optim.learning_rate=0.1"), check=False)
+    assert proc.returncode != 0
+    assert "learning_rate" in proc.stderr
+
+
+def test_missing_data_says_how_to_convert_or_run_the_demo(tmp_path):
+    proc = run_main(["--config=configs/abaw.py", f"--workdir={tmp_path / 'w'}"], check=False)
+    assert proc.returncode == 1
+    line = proc.stderr.strip().splitlines()[-1]
+    assert "python -m pasn_jax.data.convert affwild2" in line and "configs/abaw.py:demo" in line
