@@ -54,7 +54,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.augment = ml_collections.ConfigDict(dict(
         random_resized_crop=True, crop_scale=(0.8, 1.0), crop_ratio=(0.9, 1.1), hflip=True, color_jitter=0.2))
     c.data.synthetic = ml_collections.ConfigDict(dict(
-        cache_dir="~/.cache/pasn_jax", videos=48, frames=150, size=112, seed=0, num_shards=4))
+        cache_dir="~/.cache/pasn_jax", videos=64, frames=150, size=112, seed=0, num_shards=4))
 
     c.model = ml_collections.ConfigDict()
     c.model.backbone = "iresnet50"
@@ -93,16 +93,16 @@ def _demo(c):
     """A small PASN on the synthetic Aff-Wild2: minutes on 2 CPU cores (README, "Demo results")."""
     c.data.source = "synthetic"
     c.data.image_size = 64
-    c.data.synthetic.update(videos=48, frames=150, size=112, seed=0, num_shards=4)
+    c.data.synthetic.update(videos=64, frames=150, size=112, seed=0, num_shards=4)  # 48 train, 16 val people
     c.data.augment.update(crop_scale=(0.85, 1.0), color_jitter=0.1)
     c.model.update(backbone="iresnet18", width=16, layers=(1, 1, 1, 1), embedding_dim=512)
     c.batch_size = 32
     c.data.eval_batch_size = 128
-    c.num_steps = 2_000
+    c.num_steps = 1_500
     c.log_every = 100
-    c.eval_every = 1_000
+    c.eval_every = 500
     c.checkpoint_every = 500
-    c.optim.update(lr=0.02, t0_steps=2_000, t_mult=1.0, warmup_steps=100)
+    c.optim.update(lr=0.01, t0_steps=1_500, t_mult=1.0, warmup_steps=100)
 
 
 def _smoke(c):

@@ -8,6 +8,7 @@ evaluation runs the same `Evaluator`.
 """
 
 import csv
+import dataclasses
 import functools
 import json
 import os
@@ -24,6 +25,15 @@ from pasn_jax.data.source import resolve_data_dir
 PREDICTION_COLUMNS = (["video", "frame"] + [f"prob_{a}" for a in AU_NAMES] + [f"prob_{e}" for e in EXPR_NAMES]
                       + ["pred_valence", "pred_arousal"] + list(AU_NAMES) + ["expr", "valence", "arousal"])
 _VIDEO_BYTES = 128  # video names travel between processes as fixed-width bytes
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalResult:
+    step: int
+    split: str
+    frames: int
+    scores: dict  # abaw_metrics
+    chance: dict  # chance_metrics
 
 
 def _predict(model, variables, images):
@@ -63,18 +73,22 @@ class Evaluator:
         order = np.lexsort((p["frame"], p["video"]))
         return {k: v[order] for k, v in p.items()}
 
-    def run(self, variables, step: int, workdir: str | None = None) -> dict:
-        """Predicts, scores, and (process 0, with a workdir) writes eval/<step>/{metrics.json,predictions.csv}."""
+    def run(self, variables, step: int, workdir: str | None = None) -> EvalResult:
+        """Predicts, scores, and (process 0, with a workdir) writes eval/<step>/{metrics.json,predictions.csv};
+        metrics.json holds the scores, and under "chance" those of trivial predictors on the same frames."""
         p = self.predict(variables)
         scores = metrics.abaw_metrics(p["au_prob"], p["au"], p["expr_prob"], p["expr"], p["va_pred"], p["va"])
-        scores = {k: float(v) for k, v in scores.items()}
+        result = EvalResult(step=step, split=self.split, frames=len(p["frame"]),
+                            scores={k: float(v) for k, v in scores.items()},
+                            chance=metrics.chance_metrics(p["au"], p["expr"], p["va"]))
         if workdir is not None and jax.process_index() == 0:
             out_dir = os.path.join(workdir, "eval", str(step))
             os.makedirs(out_dir, exist_ok=True)
             write_predictions(os.path.join(out_dir, "predictions.csv"), p)
             _write_json(os.path.join(out_dir, "metrics.json"),
-                        dict(step=step, split=self.split, frames=len(p["frame"]), **scores))
-        return scores
+                        dict(step=step, split=self.split, frames=result.frames, **result.scores,
+                             chance=result.chance))
+        return result
 
 
 def write_predictions(path: str, p: dict) -> None:
@@ -114,18 +128,23 @@ def _write_json(path: str, obj) -> None:
     os.replace(tmp, path)
 
 
-def format_table(scores: dict, step: int, frames: int | None = None, split: str = "val") -> str:
-    head = f"ABAW2 metrics at step {step} on {split}" + (f" ({frames} frames)" if frames is not None else "")
+def format_table(result: EvalResult) -> str:
+    """The ABAW table of an evaluation, with the trivial predictors' scores beside it."""
+    s, c = result.scores, result.chance
+    zeros, ones, majority, mean = c["au_all_zeros"], c["au_all_ones"], c["expr_majority"], c["va_mean"]
     return "\n".join([
-        head,
-        "  task   F1      TAcc    score",
-        f"  AU     {scores['au_f1']:.4f}  {scores['au_tacc']:.4f}  S_AU   {scores['s_au']:.4f}",
-        f"  EXPR   {scores['expr_f1']:.4f}  {scores['expr_tacc']:.4f}  S_EXPR {scores['s_expr']:.4f}",
-        f"  VA     CCC_V {scores['ccc_v']:.4f}  CCC_A {scores['ccc_a']:.4f}  S_VA {scores['s_va']:.4f}",
+        f"ABAW2 metrics at step {result.step} on {result.split} ({result.frames} frames)",
+        "         F1      TAcc    score          | chance",
+        f"  AU     {s['au_f1']:.4f}  {s['au_tacc']:.4f}  S_AU   {s['s_au']:.4f}  | all-zeros F1 {zeros['au_f1']:.4f} "
+        f"TAcc {zeros['au_tacc']:.4f}; all-ones F1 {ones['au_f1']:.4f} TAcc {ones['au_tacc']:.4f}",
+        f"  EXPR   {s['expr_f1']:.4f}  {s['expr_tacc']:.4f}  S_EXPR {s['s_expr']:.4f}  | majority class F1 "
+        f"{majority['expr_f1']:.4f} TAcc {majority['expr_tacc']:.4f}",
+        f"  VA     CCC_V {s['ccc_v']:.4f}  CCC_A {s['ccc_a']:.4f}  S_VA {s['s_va']:.4f}  | mean prediction CCC_V "
+        f"{mean['ccc_v']:.4f} CCC_A {mean['ccc_a']:.4f}",
     ])
 
 
-def evaluate(config, workdir: str, step: int | None = None) -> dict:
+def evaluate(config, workdir: str, step: int | None = None) -> EvalResult:
     """Restores a checkpoint of `workdir` (the latest, or `step`) and evaluates it on `config.eval.split`."""
     mesh = parallel.make_mesh()
     checkpointing.check_workdir_config(workdir, config, write=False)
@@ -139,8 +158,8 @@ def evaluate(config, workdir: str, step: int | None = None) -> dict:
     state = ckpt.restore(step, abstract)
     ckpt.close()
     evaluator = Evaluator(model, config, resolve_data_dir(config.data), mesh)
-    scores = evaluator.run({"params": state.params, "batch_stats": state.batch_stats}, step, workdir)
+    result = evaluator.run({"params": state.params, "batch_stats": state.batch_stats}, step, workdir)
     if jax.process_index() == 0:
-        print(format_table(scores, step, split=config.eval.split), flush=True)
+        print(format_table(result), flush=True)
         print(f"wrote {os.path.join(workdir, 'eval', str(step))}/{{metrics.json,predictions.csv}}", flush=True)
-    return scores
+    return result

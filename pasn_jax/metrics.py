@@ -96,3 +96,22 @@ def abaw_metrics(au_prob, au, expr_prob, expr, va_pred, va) -> dict[str, float]:
         **expr_metrics(_array("expr_prob", expr_prob, (n, NUM_EXPRS)), _array("expr", expr, (n,))),
         **va_metrics(_array("va_pred", va_pred, (n, 2)), _array("va", va, (n, 2))),
     }
+
+
+def chance_metrics(au, expr, va) -> dict[str, dict[str, float]]:
+    """The scores of trivial predictors on a split's own labels, to read the model's scores against: every AU
+    absent (all zeros) or present (all ones), the split's most frequent expression for every frame (majority),
+    and the split's mean valence/arousal for every frame (mean prediction)."""
+    au, expr, va = np.asarray(au), np.asarray(expr), np.asarray(va)
+    labelled_expr = expr[expr != EXPR_MISSING]
+    majority = np.bincount(labelled_expr, minlength=NUM_EXPRS).argmax() if labelled_expr.size else 0
+    labelled_va = ~np.isclose(va, VA_MISSING)
+    means = [va[labelled_va[:, d], d].mean() if labelled_va[:, d].any() else 0.0 for d in range(len(VA_NAMES))]
+    pick = lambda scores, keys: {k: scores[k] for k in keys}
+    return {
+        "au_all_zeros": pick(au_metrics(np.zeros(au.shape), au), ("au_f1", "au_tacc", "s_au")),
+        "au_all_ones": pick(au_metrics(np.ones(au.shape), au), ("au_f1", "au_tacc", "s_au")),
+        "expr_majority": pick(expr_metrics(np.eye(NUM_EXPRS)[np.full(len(expr), majority)], expr),
+                              ("expr_f1", "expr_tacc", "s_expr")),
+        "va_mean": va_metrics(np.broadcast_to(np.array(means), va.shape), va),
+    }

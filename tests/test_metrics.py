@@ -7,6 +7,7 @@ import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
 from pasn_jax.data.labels import AU_MISSING, AU_NAMES, EXPR_MISSING, EXPR_NAMES, VA_MISSING
+from pasn_jax import metrics
 from pasn_jax.metrics import MetricsInputError, abaw_metrics
 
 N = 300
@@ -140,3 +141,21 @@ def test_wrong_shapes_name_the_argument():
         abaw_metrics(au_prob, au, expr_prob, expr[:9], va_pred, va)
     with pytest.raises(MetricsInputError, match="au_prob"):
         abaw_metrics(au_prob[:, :11], au, expr_prob, expr, va_pred, va)
+
+
+def test_chance_metrics_are_those_of_the_trivial_predictors():
+    au = np.array([[1, 0] + [0] * 10, [1, 1] + [-1] * 10, [0, 0] + [0] * 10, [-1] * 12])
+    expr = np.array([2, 2, 5, -1])
+    va = np.array([[0.5, 0.1], [-0.5, 0.3], [0.0, -5.0], [-5.0, -5.0]])
+    chance = metrics.chance_metrics(au, expr, va)
+    # All zeros: every F1 is 0; TAcc = negatives / labelled decisions = (26 - 3) / 26.
+    assert chance["au_all_zeros"]["au_f1"] == 0.0
+    assert chance["au_all_zeros"]["au_tacc"] == pytest.approx(23 / 26)
+    # All ones: AU1 F1 = 2*2/(3+2) = 0.8, AU2 = 2*1/(3+1) = 0.5, the other 10 AUs (no positive) 0.
+    assert chance["au_all_ones"]["au_f1"] == pytest.approx((0.8 + 0.5) / 12)
+    assert chance["au_all_ones"]["au_tacc"] == pytest.approx(3 / 26)
+    # Majority class 2 (Disgust): F1 of class 2 = 2*2/(3+2), others 0; TAcc 2/3.
+    assert chance["expr_majority"]["expr_f1"] == pytest.approx(0.8 / 7)
+    assert chance["expr_majority"]["expr_tacc"] == pytest.approx(2 / 3)
+    # A constant prediction has no covariance with the labels.
+    assert chance["va_mean"]["ccc_v"] == 0.0 and chance["va_mean"]["ccc_a"] == 0.0
