@@ -84,9 +84,9 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s"
 
 
-def train_and_evaluate(config, workdir: str) -> "evaluate.EvalResult | None":
-    """Trains to `config.num_steps` (resuming from the workdir's latest checkpoint); returns the last evaluation
-    (None when the workdir was already trained to num_steps)."""
+def train_and_evaluate(config, workdir: str) -> evaluate.EvalResult:
+    """Trains to `config.num_steps` (resuming from the workdir's latest checkpoint) and returns the last
+    evaluation; a workdir already trained that far is only evaluated."""
     # Mesh and workdir.
     mesh = parallel.make_mesh()
     checkpointing.check_workdir_config(workdir, config)
@@ -121,12 +121,18 @@ def train_and_evaluate(config, workdir: str) -> "evaluate.EvalResult | None":
     step = int(jax.device_get(state.step))
 
     evaluator = evaluate.Evaluator(model, config, data_dir, mesh)
-    last_result = None
 
     def run_eval(step):
         result = evaluator.run({"params": state.params, "batch_stats": state.batch_stats}, step, workdir)
         logger.scalars(step, result.scores, "eval")
         logger.info(evaluate.format_table(result))
+        return result
+
+    if step >= config.num_steps:
+        logger.info(f"{workdir} is already trained to step {step} (num_steps {config.num_steps}); evaluating it")
+        result = run_eval(step)
+        ckpt.close()
+        logger.close()
         return result
 
     # Loop. Step metrics are fetched one step late so that the host never waits for the step in flight.
@@ -168,10 +174,10 @@ def train_and_evaluate(config, workdir: str) -> "evaluate.EvalResult | None":
         if step % config.checkpoint_every == 0 or step == config.num_steps:
             ckpt.save(step, state, train_iter)
         if step % config.eval_every == 0 or step == config.num_steps:
-            last_result = run_eval(step)
+            result = run_eval(step)
         if window_steps == 0:
             window_start = time.perf_counter()
 
     ckpt.close()
     logger.close()
-    return last_result
+    return result

@@ -72,10 +72,7 @@ def smoke_cache(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def smoke_run(smoke_cache, tmp_path_factory) -> tuple[str, str]:
     """(workdir, stdout) of one uninterrupted `python -m pasn_jax.main` smoke run of SMOKE_STEPS steps."""
-    from runs import SMOKE_STEPS, run_main, smoke_args
+    from runs import run_main, smoke_run_args
 
     workdir = str(tmp_path_factory.mktemp("smoke") / "run")
-    proc = run_main(smoke_args(workdir, smoke_cache, f"--config.num_steps={SMOKE_STEPS}", "--config.log_every=50",
-                               "--config.checkpoint_every=50", "--config.eval_every=100000",
-                               "--config.keep_checkpoints=2"))
-    return workdir, proc.stdout
+    return workdir, run_main(smoke_run_args(workdir, smoke_cache)).stdout

@@ -18,6 +18,12 @@ def smoke_args(workdir: str, cache_dir: str, *overrides: str, config: str = "smo
             f"--config.data.synthetic.cache_dir={cache_dir}", *overrides]
 
 
+def smoke_run_args(workdir: str, cache_dir: str) -> list[str]:
+    """The smoke run the resume tests share: SMOKE_STEPS steps, a checkpoint every 50, the last 2 kept."""
+    return smoke_args(workdir, cache_dir, f"--config.num_steps={SMOKE_STEPS}", "--config.log_every=50",
+                      "--config.checkpoint_every=50", "--config.eval_every=100000", "--config.keep_checkpoints=2")
+
+
 def env_with_devices(devices: int) -> dict:
     env = dict(os.environ)
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 from runs import (REPO, SMOKE_STEPS, env_with_devices, load_state, max_abs_difference, printed_losses, run_main,
-                  smoke_args)
+                  smoke_args, smoke_run_args)
 
 
 def test_training_changes_parameters_and_lowers_the_loss(smoke_run):
@@ -28,8 +28,7 @@ def test_killed_run_resumes_to_the_same_parameters(smoke_cache, smoke_run, tmp_p
     """SIGKILL after the first checkpoint, restart with the same command: the final state equals an
     uninterrupted run of the same length (same next batches from the restored grain iterator)."""
     workdir = str(tmp_path / "killed")
-    args = smoke_args(workdir, smoke_cache, f"--config.num_steps={SMOKE_STEPS}", "--config.log_every=50",
-                      "--config.checkpoint_every=50", "--config.eval_every=100000", "--config.keep_checkpoints=2")
+    args = smoke_run_args(workdir, smoke_cache)
     proc = subprocess.Popen([sys.executable, "-m", "pasn_jax.main", *args], cwd=REPO, env=env_with_devices(1),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt_dir = os.path.join(workdir, "checkpoints")
@@ -51,6 +50,15 @@ def test_killed_run_resumes_to_the_same_parameters(smoke_cache, smoke_run, tmp_p
     # Same computation, same order: equal up to float32 rounding of a re-traced program.
     assert max_abs_difference(state.params, reference.params) < 1e-5
     assert max_abs_difference(state.batch_stats, reference.batch_stats) < 1e-5
+
+
+def test_rerun_of_a_finished_workdir_only_evaluates(smoke_cache, smoke_run):
+    workdir, _ = smoke_run
+    before = sorted(os.listdir(os.path.join(workdir, "checkpoints")))
+    proc = run_main(smoke_run_args(workdir, smoke_cache))
+    assert f"already trained to step {SMOKE_STEPS}" in proc.stdout
+    assert f"ABAW2 metrics at step {SMOKE_STEPS} on val" in proc.stdout and not printed_losses(proc.stdout)
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == before
 
 
 def test_incompatible_workdir_is_refused(smoke_cache, smoke_run):
