@@ -1,0 +1,199 @@
+"""Shared benchmark helpers: the machine line, a matmul peak, alternating A/B timing, XLA cost analysis, peak RSS.
+
+Ratios ours / PyTorch are measured alternately (ours, torch, ours, torch, ...) in one process and summarised by the
+median of the per-pair ratios, because the 2-core machine is shared and its speed drifts within a minute.
+"""
+
+import datetime
+import os
+import platform
+import resource
+import statistics
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+# XLA:CPU flags that the benchmarks apply by default (BENCHMARKS.md, "What helped"): batch-norm statistics and other
+# reductions through YNNPACK (~10x faster than XLA's own loop emitter here), convolutions and dots left to Eigen
+# (YNNPACK's kernel gradients of convolutions are 2-3x slower than Eigen's).
+RECOMMENDED_XLA_FLAGS = "--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_REDUCE"
+
+
+def apply_xla_flags(flags: str) -> None:
+    """Appends `flags` to XLA_FLAGS; must run before jax initialises its backend (the first computation)."""
+    current = os.environ.get("XLA_FLAGS", "")
+    os.environ["XLA_FLAGS"] = " ".join(part for part in (current, flags) if part)
+
+
+def cpu_model() -> str:
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def cpu_flags() -> set[str]:
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+
+
+def machine(with_torch: bool = False) -> str:
+    """CPU model, cores, versions, XLA_FLAGS, date and the 1/5/15-minute load average, in one line."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    bf16 = "avx512_bf16" if "avx512_bf16" in cpu_flags() else "no avx512_bf16"
+    versions = f"jax {jax.__version__}, {jax.devices()[0].platform} x{jax.device_count()}"
+    if with_torch:
+        import torch
+        versions += f", torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    flags = os.environ.get("XLA_FLAGS", "")
+    return (f"{cpu_model()} ({bf16}), {cores} cores; python {platform.python_version()}, {versions}; "
+            f"XLA_FLAGS={flags!r}; {datetime.datetime.now().isoformat(timespec='seconds')}; "
+            f"load average {load_average()}")
+
+
+def matmul_peak(dtype=jnp.float32, n: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of a jitted [n, n] x [n, n] jnp.dot, best of `repeats` (the machine's matmul peak, measured now)."""
+    a = jax.random.normal(jax.random.key(0), (n, n), dtype)
+    b = jax.random.normal(jax.random.key(1), (n, n), dtype)
+    dot = jax.jit(lambda x, y: jnp.dot(x, y, preferred_element_type=jnp.float32))
+    dot(a, b).block_until_ready()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        dot(a, b).block_until_ready()
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+def compile_with_cost(jitted, *args) -> tuple[Callable, float, float]:
+    """(compiled function, seconds to lower + compile, FLOPs per call from XLA's cost analysis)."""
+    start = time.perf_counter()
+    compiled = jitted.lower(*args).compile()
+    seconds = time.perf_counter() - start
+    cost = compiled.cost_analysis()
+    if isinstance(cost, list | tuple):  # older jax returns one dict per computation
+        cost = cost[0]
+    return compiled, seconds, float(cost.get("flops", float("nan")))
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set size so far (MiB; Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _cpu_counters() -> tuple[float, float]:
+    """(busy CPU seconds of the whole machine, CPU seconds of this process) so far; (nan, nan) without /proc."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:9]]
+    except OSError:
+        return float("nan"), float("nan")
+    busy = sum(ticks) - ticks[3] - ticks[4]  # all but idle and iowait
+    own = os.times()
+    return busy / os.sysconf("SC_CLK_TCK"), own.user + own.system
+
+
+def time_steps(step: Callable[[], None], steps: int) -> tuple[float, float]:
+    """(seconds per call of `step`, averaged over `steps` calls; share of the machine's CPUs that other processes
+    used meanwhile, 0..1). `step` must block until its result is ready."""
+    busy0, own0 = _cpu_counters()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    wall = time.perf_counter() - start
+    busy1, own1 = _cpu_counters()
+    others = max(0.0, (busy1 - busy0) - (own1 - own0)) / (wall * (os.cpu_count() or 1))
+    return wall / steps, min(others, 1.0)
+
+
+def alternate(runs: dict[str, Callable[[], None]], pairs: int, steps: int, warmup: int = 1, quiet: float = 1.0,
+              retries: int = 0, wait_s: float = 10.0) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Seconds per step of each run, measured in turn (A, B, A, B, ...) `pairs` times, and the share of the CPUs
+    other processes used during each of those timings.
+
+    Each timed run follows `warmup` untimed calls of the same run: the first step after the other framework ran is
+    not a steady-state step (on these VMs its page faults cost ~2x, measured: BENCHMARKS.md). A round in which other
+    processes used more than `quiet` of the CPUs is measured again (after `wait_s` seconds), at most `retries` times.
+    """
+    times = {name: [] for name in runs}
+    others = {name: [] for name in runs}
+    for _ in range(pairs):
+        for attempt in range(retries + 1):
+            measured = {}
+            for name, step in runs.items():
+                for _ in range(warmup):
+                    step()
+                measured[name] = time_steps(step, steps)
+            if max(share for _, share in measured.values()) <= quiet or attempt == retries:
+                break
+            time.sleep(wait_s)
+        for name, (seconds, share) in measured.items():
+            times[name].append(seconds)
+            others[name].append(share)
+    return times, others
+
+
+def ratios(ours: list[float], theirs: list[float]) -> list[float]:
+    """Per-pair speed ratios ours / theirs (images/s), i.e. their seconds per step over ours."""
+    return [t / o for o, t in zip(ours, theirs, strict=True)]
+
+
+def median(values: list[float]) -> float:
+    return float(statistics.median(values))
+
+
+def fmt_ratios(values: list[float]) -> str:
+    return " ".join(f"{v:.2f}" for v in values)
+
+
+def add_timing_arguments(parser, steps: int) -> None:
+    """--steps, --pairs, --vs-torch, --quiet, --retries, --xla-flags (shared by the benchmark CLIs)."""
+    parser.add_argument("--xla-flags", default=RECOMMENDED_XLA_FLAGS,
+                        help="appended to XLA_FLAGS before jax starts ('' for XLA's defaults)")
+    parser.add_argument("--steps", type=int, default=steps, help="calls per timed run")
+    parser.add_argument("--pairs", type=int, default=5, help="timed runs of each (alternating with torch)")
+    parser.add_argument("--vs-torch", action="store_true", help="time the PyTorch reference alternately")
+    parser.add_argument("--quiet", type=float, default=0.1,
+                        help="re-measure a round in which other processes used more than this share of the CPUs")
+    parser.add_argument("--retries", type=int, default=5, help="re-measurements per round at most (10 s apart)")
+
+
+def report(name: str, ours: Callable[[], None], theirs: Callable[[], None] | None, batch: int, flops: float,
+           compile_s: float, peak: float, args, note: str = "") -> None:
+    """Times ours (and theirs, alternately) and prints images/s, GFLOP/image, GFLOP/s, fraction of the matmul
+    peak, compile time, peak RSS, the other processes' CPU share per round and the per-pair ratios."""
+    runs = {"ours": ours} if theirs is None else {"ours": ours, "torch": theirs}
+    times, others = alternate(runs, args.pairs, args.steps, quiet=args.quiet, retries=args.retries)
+    seconds = median(times["ours"])
+    gflops = flops / seconds / 1e9
+    print(f"{name}: {batch / seconds:.2f} img/s, {flops / batch / 1e9:.2f} GFLOP/img (XLA), {gflops:.0f} GFLOP/s "
+          f"= {gflops / peak:.2f} of the {peak:.0f} GFLOP/s matmul peak; compile {compile_s:.1f} s; "
+          f"peak RSS {peak_rss_mib():.0f} MiB{note}", flush=True)
+    busy = [max(shares) for shares in zip(*others.values())]
+    print(f"  other processes' CPU share per round: {fmt_ratios(busy)}", flush=True)
+    if theirs is not None:
+        r = ratios(times["ours"], times["torch"])
+        quiet = [v for v, b in zip(r, busy) if b <= args.quiet]
+        quiet_note = f"; median of the {len(quiet)} quiet rounds {median(quiet):.2f}" if quiet and \
+            len(quiet) < len(r) else ""
+        print(f"  torch {batch / median(times['torch']):.2f} img/s; ours/torch per pair: {fmt_ratios(r)}; "
+              f"median {median(r):.2f}{quiet_note}", flush=True)
+
+
+def random_images(batch: int, size: int, seed: int = 0) -> np.ndarray:
+    """[batch, size, size, 3] float32 in [-1, 1] (NHWC, our input convention)."""
+    return np.random.default_rng(seed).uniform(-1, 1, (batch, size, size, 3)).astype(np.float32)

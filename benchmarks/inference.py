@@ -1,0 +1,130 @@
+"""Benchmark: forward-only images/s of the whole PASN (paper Fig. 1), optionally against the PyTorch reference.
+
+Cases are BACKBONE@SIZE: an iresnet runs the prior model (f_expr - f_id: two towers) with the streaming heads, as the
+paper's PASN; resnet50 runs without prior (the paper's "w/o prior model" ablation: one tower). Per case it prints
+images/s (median of the timed rounds), GFLOP/image from XLA's cost analysis, achieved GFLOP/s and its fraction of a
+float32 [2048, 2048] jnp.dot measured in the same run, compile time and peak RSS.
+
+--vs-torch builds benchmarks/torch_reference.PASN with random weights, imports them into ours (towers through
+pasn_jax.models.torch_import, heads through torch_reference.heads_to_flax), prints the max |ours - torch| over the
+three outputs as a check that both compute the same function, then times both alternately (torch: eval mode,
+inference_mode, channels_last, torch.autocast for bfloat16) and prints ours/torch per pair and the median.
+
+  python -m benchmarks.inference --vs-torch                    # iresnet50@112 (prior) and resnet50@112, batch 16
+  python -m benchmarks.inference --cases iresnet50@224 --batch 16 64 --dtype float32 bfloat16
+"""
+
+import argparse
+import os
+from types import SimpleNamespace
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks import common
+from benchmarks.train_step import BenchmarkArgumentError, parse_case
+from pasn_jax.models import pasn, torch_import
+
+DEFAULT_CASES = ("iresnet50@112", "resnet50@112")
+
+
+def model_config(backbone: str, size: int, dtype: str) -> SimpleNamespace:
+    return SimpleNamespace(backbone=backbone, width=64, layers=None, embedding_dim=512, image_size=size,
+                           prior=backbone != "resnet50", streaming=True, dropout=0.0, dtype=dtype)
+
+
+def import_torch_pasn(torch_model, variables, config) -> dict:
+    """Our variables with every weight of the PyTorch reference PASN (towers and heads)."""
+    from benchmarks import torch_reference
+
+    towers = ("f_expr", "f_id") if config.prior else ("backbone",)
+    for name in towers:
+        state = {k: v.detach().numpy() for k, v in torch_model.tower(name).state_dict().items()}
+        tower = torch_import.tower_from_torch(state, pasn.get_tower(variables, name), config.backbone,
+                                              source=f"torch reference {name}")
+        variables = pasn.set_tower(variables, name, tower)
+    heads = torch_reference.heads_to_flax(torch_model.heads)
+    ours = variables["params"]["heads"]
+    if jax.tree.map(np.shape, heads) != jax.tree.map(np.shape, ours):
+        raise BenchmarkArgumentError("torch reference heads: structure or shapes differ from ours")
+    params = {**variables["params"], "heads": jax.tree.map(jnp.asarray, heads)}
+    return {**variables, "params": params}
+
+
+def torch_pasn(config, batch: int):
+    """(torch model, a forward closure) of the PyTorch reference PASN, eval mode, channels_last."""
+    import torch
+    from benchmarks import torch_reference
+
+    model = torch_reference.PASN(config.backbone, image_size=config.image_size, prior=config.prior,
+                                 streaming=config.streaming).to(memory_format=torch.channels_last).eval()
+    images = torch.from_numpy(common.random_images(batch, config.image_size).transpose(0, 3, 1, 2).copy()).contiguous(
+        memory_format=torch.channels_last)
+
+    def forward():
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.dtype == "bfloat16"):
+            model(images)
+
+    return model, forward
+
+
+def check_same_function(model, variables, torch_model, size: int) -> float:
+    """max |ours - torch| over au, expr, va on 4 images in float32 (eval mode)."""
+    import torch
+
+    x = common.random_images(4, size, seed=1)
+    ours = jax.jit(lambda v, x: model.clone(dtype=jnp.float32).apply(v, x, train=False))(variables, x)
+    with torch.inference_mode():
+        theirs = torch_model(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()))
+    return max(float(np.max(np.abs(np.asarray(ours[k]) - theirs[k].float().numpy()))) for k in ours)
+
+
+def bench(backbone, size, batch, dtype, args, peak):
+    config = model_config(backbone, size, dtype)
+    model = pasn.build_model(config)
+    images = jnp.asarray(common.random_images(batch, size))
+    variables = jax.jit(lambda k: model.init(k, images[:1], train=False))(jax.random.key(0))
+    theirs, note = None, ""
+    if args.vs_torch:
+        torch_model, theirs = torch_pasn(config, batch)
+        variables = import_torch_pasn(torch_model, variables, config)
+        note = f"; same function: max |ours - torch| = {check_same_function(model, variables, torch_model, size):.1e}"
+    jitted = jax.jit(lambda v, x: model.apply(v, x, train=False))
+    compiled, compile_s, flops = common.compile_with_cost(jitted, variables, images)
+
+    def ours():
+        compiled(variables, images)["va"].block_until_ready()
+
+    kind = "prior f_expr - f_id" if config.prior else "no prior"
+    common.report(f"{backbone}@{size} b{batch} {dtype} PASN inference ({kind})", ours, theirs, batch, flops,
+                  compile_s, peak, args, note)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", nargs="+", default=list(DEFAULT_CASES), help="BACKBONE@SIZE, e.g. iresnet50@112")
+    parser.add_argument("--batch", type=int, nargs="+", default=[16])
+    parser.add_argument("--dtype", nargs="+", default=["float32"], choices=sorted(pasn.DTYPES))
+    common.add_timing_arguments(parser, steps=3)
+    args = parser.parse_args()
+    try:
+        cases = [parse_case(c) for c in args.cases]
+    except BenchmarkArgumentError as e:
+        parser.exit(2, f"error: {e}\n")
+    common.apply_xla_flags(args.xla_flags)
+    if args.vs_torch:
+        import torch
+        torch.set_num_threads(len(os.sched_getaffinity(0)))
+    print(f"machine: {common.machine(with_torch=args.vs_torch)}", flush=True)
+    peak = common.matmul_peak()
+    print(f"matmul peak (float32 [2048, 2048] jnp.dot, best of 5): {peak:.0f} GFLOP/s", flush=True)
+    for backbone, size in cases:
+        for batch in args.batch:
+            for dtype in args.dtype:
+                bench(backbone, size, batch, dtype, args, peak)
+    print(f"done; load average now {common.load_average()}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+"""Benchmark: training-step images/s of the backbone towers and of the full PASN step, optionally against PyTorch.
+
+For every backbone@size x batch x dtype it prints: images/s (median over the timed pairs), GFLOP/image of the step
+from XLA's cost analysis, achieved GFLOP/s and its fraction of a float32 [2048, 2048] jnp.dot measured in the same
+run, compile time, and the process's peak RSS so far.
+
+  tower  the tower alone (IResNet / ResNet of the paper's config, 512-d embedding) with a mean-square loss on the
+         embedding and the product's optimizer (SGD momentum 0.9, weight decay 5e-4, pasn_jax.optim).
+  pasn   the product's step, pasn_jax.train.train_step (multitask loss eq. 7, SGDR, non-finite guard), on the whole
+         PASN (prior: two towers; resnet50: no prior, the paper's ablation), random labels.
+
+--vs-torch (tower only) builds the PyTorch reference network (benchmarks/torch_reference.py; channels_last, same
+batch, same thread count, the same loss and SGD, torch.autocast for bfloat16), imports its random weights into ours
+through pasn_jax.models.torch_import (and prints the eval-mode max |ours - torch| as a check that both are the same
+network), then times ours and torch alternately and prints ours/torch per pair and the median.
+
+  python -m benchmarks.train_step --vs-torch                      # the issue's cases, batch 16, float32
+  python -m benchmarks.train_step --cases iresnet50@112 --batch 16 32 --dtype float32 bfloat16 --vs-torch
+  python -m benchmarks.train_step --model pasn --cases iresnet50@112 resnet50@112
+"""
+
+import argparse
+import functools
+import os
+from types import SimpleNamespace
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from benchmarks import common
+from pasn_jax import optim
+from pasn_jax.models import pasn, torch_import
+
+DEFAULT_CASES = ("resnet50@112", "resnet50@224", "iresnet50@112")
+OPTIM = SimpleNamespace(lr=0.002, momentum=0.9, nesterov=False, weight_decay=5e-4, t0_steps=10_000, t_mult=2.0,
+                        eta_min=0.0, warmup_steps=0)  # configs/abaw.py's optimizer (paper §4.1)
+
+
+class BenchmarkArgumentError(ValueError):
+    """A command-line value that cannot be benchmarked; the message names it."""
+
+
+def parse_case(case: str) -> tuple[str, int]:
+    backbone, _, size = case.partition("@")
+    if backbone not in pasn.BACKBONES or not size.isdigit():
+        raise BenchmarkArgumentError(f"--cases: expected BACKBONE@SIZE with BACKBONE in {sorted(pasn.BACKBONES)}, "
+                                     f"got {case!r}")
+    return backbone, int(size)
+
+
+def tower_module(backbone: str, dtype: str):
+    return pasn.BACKBONES[backbone](layers=pasn.DEFAULT_LAYERS[backbone], width=64, embedding_dim=512,
+                                    dtype=pasn.DTYPES[dtype])
+
+
+def tower_step(module, optimizer):
+    """(params, batch_stats, opt_state, images, target) -> the same state after one SGD step, and the loss."""
+
+    def step(params, batch_stats, opt_state, images, target):
+        def loss_fn(p):
+            emb, updated = module.apply({"params": p, "batch_stats": batch_stats}, images, train=True,
+                                        mutable=["batch_stats"])
+            return jnp.mean(jnp.square(emb.astype(jnp.float32) - target)), updated["batch_stats"]
+
+        (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), batch_stats, opt_state, loss
+
+    return step
+
+
+def torch_tower(backbone: str, size: int, batch: int, dtype: str):
+    """(torch model, a step closure) for the PyTorch reference tower, channels_last, train mode."""
+    import torch
+    from benchmarks import torch_reference
+
+    model = torch_reference.build_tower(backbone, image_size=size).to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=OPTIM.lr, momentum=OPTIM.momentum, weight_decay=OPTIM.weight_decay)
+    images = torch.from_numpy(common.random_images(batch, size).transpose(0, 3, 1, 2).copy()).contiguous(
+        memory_format=torch.channels_last)
+    target = torch.zeros(batch, 512)
+
+    def step():
+        model.train()
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
+            emb = model(images)
+        loss = torch.mean(torch.square(emb.float() - target))
+        loss.backward()
+        opt.step()
+
+    return model, step
+
+
+def check_same_network(module, variables, torch_model, size: int) -> float:
+    """Eval-mode max |ours - torch| on 4 images, float32 (our variables were imported from torch_model)."""
+    import torch
+
+    x = common.random_images(4, size, seed=1)
+    ours = np.asarray(jax.jit(lambda v, x: module.clone(dtype=jnp.float32).apply(v, x, train=False))(variables, x))
+    torch_model.eval()
+    with torch.no_grad():
+        theirs = torch_model(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
+    return float(np.max(np.abs(ours - theirs)))
+
+
+def bench_tower(backbone, size, batch, dtype, args, peak):
+    module = tower_module(backbone, dtype)
+    images = jnp.asarray(common.random_images(batch, size))
+    target = jnp.zeros((batch, 512), jnp.float32)
+    variables = jax.jit(lambda k: module.init(k, images[:1], train=False))(jax.random.key(0))
+    torch_step, note = None, ""
+    if args.vs_torch:
+        torch_model, torch_step = torch_tower(backbone, size, batch, dtype)
+        state = {k: v.detach().numpy() for k, v in torch_model.state_dict().items()}
+        variables = torch_import.tower_from_torch(state, variables, backbone, source="torch reference")
+        note = f"; same network: eval max |ours - torch| = {check_same_network(module, variables, torch_model, size):.1e}"
+    mask = jax.tree.map(lambda _: True, variables["params"])
+    optimizer, _ = optim.make_optimizer(OPTIM, mask)
+    carry = [variables["params"], variables["batch_stats"], optimizer.init(variables["params"])]
+    jitted = jax.jit(tower_step(module, optimizer), donate_argnums=(0, 1, 2))
+    compiled, compile_s, flops = common.compile_with_cost(jitted, *carry, images, target)
+
+    def ours():
+        *new_carry, loss = compiled(*carry, images, target)
+        carry[:] = new_carry
+        loss.block_until_ready()
+
+    common.report(f"{backbone}@{size} b{batch} {dtype} tower", ours, torch_step, batch, flops, compile_s, peak, args,
+                  note)
+
+
+def pasn_batch(batch: int, size: int) -> dict:
+    rng = np.random.default_rng(0)
+    return {"image": jnp.asarray(common.random_images(batch, size)),
+            "au": jnp.asarray(rng.integers(0, 2, (batch, 12), dtype=np.int32)),
+            "au_mask": jnp.ones((batch, 12), bool),
+            "expr": jnp.asarray(rng.integers(0, 7, batch, dtype=np.int32)), "expr_mask": jnp.ones(batch, bool),
+            "va": jnp.asarray(rng.uniform(-1, 1, (batch, 2)).astype(np.float32)), "va_mask": jnp.ones(batch, bool)}
+
+
+def bench_pasn(backbone, size, batch, dtype, args, peak):
+    from configs import abaw
+    from pasn_jax import train, train_state
+
+    config = abaw.get_config("no_prior" if backbone == "resnet50" else None)
+    config.data.image_size = size
+    config.model.backbone = backbone
+    config.model.dtype = dtype
+    config.batch_size = batch
+    model, optimizer, schedule = train_state.make_model_and_optimizer(config)
+    state = jax.jit(lambda r: train_state.init_train_state(model, optimizer, config, r))(jax.random.key(0))
+    data = pasn_batch(batch, size)
+    rng = jax.random.key(1)
+    jitted = jax.jit(functools.partial(train.train_step, model, optimizer, schedule, config.loss), donate_argnums=0)
+    compiled, compile_s, flops = common.compile_with_cost(jitted, state, data, rng)
+    carry = [state]
+
+    def ours():
+        carry[0], metrics = compiled(carry[0], data, rng)
+        metrics["loss"].block_until_ready()
+
+    towers = "prior f_expr - f_id" if config.model.prior else "no prior"
+    common.report(f"{backbone}@{size} b{batch} {dtype} pasn ({towers})", ours, None, batch, flops, compile_s, peak,
+                  args, "")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", nargs="+", default=list(DEFAULT_CASES), help="BACKBONE@SIZE, e.g. iresnet50@112")
+    parser.add_argument("--batch", type=int, nargs="+", default=[16])
+    parser.add_argument("--dtype", nargs="+", default=["float32"], choices=sorted(pasn.DTYPES))
+    parser.add_argument("--model", default="tower", choices=["tower", "pasn"])
+    common.add_timing_arguments(parser, steps=2)
+    args = parser.parse_args()
+    try:
+        cases = [parse_case(c) for c in args.cases]
+        if args.vs_torch and args.model != "tower":
+            raise BenchmarkArgumentError("--vs-torch: only with --model tower (the PyTorch reference has no PASN "
+                                         "losses; benchmarks/inference.py compares the whole PASN)")
+    except BenchmarkArgumentError as e:
+        parser.exit(2, f"error: {e}\n")
+    common.apply_xla_flags(args.xla_flags)
+    if args.vs_torch:
+        import torch
+        torch.set_num_threads(len(os.sched_getaffinity(0)))
+    print(f"machine: {common.machine(with_torch=args.vs_torch)}", flush=True)
+    peak = common.matmul_peak()
+    print(f"matmul peak (float32 [2048, 2048] jnp.dot, best of 5): {peak:.0f} GFLOP/s", flush=True)
+    bench = bench_tower if args.model == "tower" else bench_pasn
+    for backbone, size in cases:
+        for batch in args.batch:
+            for dtype in args.dtype:
+                bench(backbone, size, batch, dtype, args, peak)
+    print(f"done; load average now {common.load_average()}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
