@@ -488,3 +488,55 @@ def test_missing_field_and_wrong_image_size_are_named():
     model = pasn.build_model(config())
     with pytest.raises(pasn.ModelConfigError, match=re.escape("images: expected shape [batch, 32, 32, 3]")):
         jax.eval_shape(lambda: model.init({"params": jax.random.key(0)}, jnp.zeros((1, 64, 64, 3))))
+
+
+# --- the speed formulations compute the same functions and gradients (BENCHMARKS.md) ------------------------------
+
+def test_batch_norm_gradient_in_closed_form_matches_autodiff():
+    from pasn_jax.models.iresnet import batch_normalise
+
+    def reference(x, scale, bias):  # flax's formulation: one-pass biased variance
+        mean = jnp.mean(x, (0, 1, 2))
+        var = jnp.maximum(jnp.mean(x * x, (0, 1, 2)) - mean**2, 0.0)
+        return (x - mean) * jax.lax.rsqrt(var + 1e-5) * scale + bias, mean, var
+
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(1.0, 2.0, (4, 5, 5, 6)), jnp.float32)
+    scale, bias = jnp.asarray(rng.uniform(0.5, 1.5, 6), jnp.float32), jnp.asarray(rng.normal(size=6), jnp.float32)
+    g = jnp.asarray(rng.normal(size=x.shape), jnp.float32)
+    ours, vjp = jax.vjp(lambda *a: batch_normalise(*a, 1e-5)[0], x, scale, bias)
+    expected, ref_vjp = jax.vjp(lambda *a: reference(*a)[0], x, scale, bias)
+    np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-5)
+    for got, want in zip(vjp(g), ref_vjp(g), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    for got, want in zip(batch_normalise(x, scale, bias, 1e-5)[1:], reference(x, scale, bias)[1:], strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("size", [8, 7])  # even and odd inputs
+def test_stride2_convolution_gradient_matches_autodiff(size):
+    from pasn_jax.models.iresnet import conv3x3_stride2
+
+    def reference(x, k):
+        return jax.lax.conv_general_dilated(x, k, (2, 2), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.normal(size=(2, size, size, 3)), jnp.float32)
+    k = jnp.asarray(rng.normal(size=(3, 3, 3, 4)), jnp.float32)
+    y, vjp = jax.vjp(conv3x3_stride2, x, k)
+    y_ref, ref_vjp = jax.vjp(reference, x, k)
+    np.testing.assert_array_equal(y, y_ref)
+    g = jnp.asarray(rng.normal(size=y.shape), jnp.float32)
+    for got, want in zip(vjp(g), ref_vjp(g), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_materialise_is_the_identity_with_identity_gradient():
+    from pasn_jax.models.resnet import materialise
+
+    x = images(9, size=8, batch=2)
+    y, vjp = jax.vjp(jax.jit(materialise), x)
+    np.testing.assert_array_equal(y, x)
+    np.testing.assert_array_equal(vjp(2 * x)[0], 2 * x)
+    compiled = jax.jit(materialise).lower(x).compile().as_text()
+    assert "conditional(" in compiled  # kept by XLA: a fusion boundary

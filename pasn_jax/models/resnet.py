@@ -17,20 +17,41 @@ Bottleneck widths are width * (1, 2, 4, 8), outputs 4x that (2048 at width 64). 
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
-from pasn_jax.models.iresnet import batch_norm
+from pasn_jax.models.iresnet import Conv3x3, batch_norm
 
 RESNET_LAYERS = {"resnet50": (3, 4, 6, 3)}
 EXPANSION = 4
 conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 
-def conv(features: int, kernel: int, stride: int, dtype: Any, name: str) -> nn.Conv:
-    """Bias-free convolution with PyTorch's symmetric padding kernel // 2."""
+def conv(features: int, kernel: int, stride: int, dtype: Any, name: str) -> nn.Module:
+    """Bias-free convolution with PyTorch's symmetric padding kernel // 2 (3x3 ones through iresnet.Conv3x3)."""
+    if kernel == 3:
+        return Conv3x3(features, stride, dtype, conv_init, name=name)
     pad = kernel // 2
     return nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
                    use_bias=False, kernel_init=conv_init, dtype=dtype, name=name)
+
+
+def _plus_zero_product(x):
+    """x + x[..., :1] @ 0 ([1, C] zeros): x for finite x; a branch with a dot, so that `materialise`'s cond stays."""
+    zeros = jnp.zeros((1, x.shape[-1]), x.dtype)
+    return x + jax.lax.dot_general(x[..., :1], zeros, (((x.ndim - 1,), (0,)), ((), ())))
+
+
+def materialise(x):
+    """x unchanged (for finite x), kept in memory as it is: XLA:CPU otherwise fuses the whole residual stream of a
+    stage (every earlier block's batch-norm + add + ReLU) into each consumer, recomputing it in every fusion and in
+    the transposed copies that the kernel gradients read, which made the training step ~1.4x slower (BENCHMARKS.md).
+
+    A lax.cond on isfinite(x[0, ..., 0]) is a fusion boundary XLA keeps as long as one branch is not trivial; the
+    other branch, x + x[..., :1] @ 0, is taken only when that entry is not finite and then differs from x only
+    where x is not finite. Gradients pass through the same cond.
+    """
+    return jax.lax.cond(jnp.isfinite(x[(0,) * x.ndim]), lambda v: v, _plus_zero_product, x)
 
 
 class Bottleneck(nn.Module):
@@ -53,7 +74,7 @@ class Bottleneck(nn.Module):
         if self.downsample:
             identity = conv(self.features * EXPANSION, 1, self.stride, self.dtype, "downsample_0")(x)
             identity = batch_norm(train, self.dtype, "downsample_1")(identity)
-        return nn.relu(out + identity)
+        return materialise(nn.relu(out + identity))
 
 
 class ResNet(nn.Module):
