@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import optax
 
 from pasn_jax import optim
-from pasn_jax.models import pasn
+from pasn_jax.models import pasn, torch_import
 
 
 @flax.struct.dataclass
@@ -22,23 +22,33 @@ class TrainState:
 def make_model_and_optimizer(config):
     """(model, optimizer, schedule) for a config; the optimizer skips the frozen identity tower."""
     model = pasn.build_model(config.model)
-    abstract = jax.eval_shape(lambda: _init_variables(model, config, jax.random.key(0)))
+    abstract = jax.eval_shape(lambda: _model_init(model, config, jax.random.key(0)))
     optimizer, schedule = optim.make_optimizer(config.optim, pasn.trainable_mask(abstract["params"]))
     return model, optimizer, schedule
 
 
-def _init_variables(model, config, rng):
+def _model_init(model, config, rng):
     size = config.model.image_size
-    images = jnp.zeros((1, size, size, 3), jnp.float32)
     params_rng, dropout_rng = jax.random.split(rng)
-    variables = model.init({"params": params_rng, "dropout": dropout_rng}, images, train=False)
-    if config.model.prior and config.model.init_expr_from_id:
+    return model.init({"params": params_rng, "dropout": dropout_rng}, jnp.zeros((1, size, size, 3)), train=False)
+
+
+def initial_variables(model, config, rng) -> dict:
+    """Random initialisation, then each tower's PyTorch weight file if the config names one, then f_expr started
+    from f_id (DLN's deviation module starts both towers from one face-recognition network) unless f_expr has a
+    file of its own. Without the prior, `model.weights.f_expr` names the single tower's file."""
+    variables = jax.device_get(jax.jit(lambda r: _model_init(model, config, r))(rng))
+    weights = config.model.weights
+    files = {"f_id": weights.f_id, "f_expr": weights.f_expr} if config.model.prior else {"backbone": weights.f_expr}
+    for tower, path in files.items():
+        if path:
+            variables = torch_import.load_tower(path, variables, tower, config.model.backbone)
+    if config.model.prior and config.model.init_expr_from_id and not weights.f_expr:
         variables = pasn.copy_tower(variables, src="f_id", dst="f_expr")
     return variables
 
 
-def init_train_state(model, optimizer, config, rng) -> TrainState:
-    variables = _init_variables(model, config, rng)
+def _train_state(variables, optimizer) -> TrainState:
     params = variables["params"]
     zero = jnp.zeros((), jnp.int32)
     return TrainState(step=zero, params=params, batch_stats=variables.get("batch_stats", {}),
@@ -46,11 +56,12 @@ def init_train_state(model, optimizer, config, rng) -> TrainState:
 
 
 def create_train_state(model, optimizer, config, rng, sharding) -> TrainState:
-    """Initialises the state directly onto `sharding` (replicated on the mesh) in one jitted call."""
-    return jax.jit(lambda r: init_train_state(model, optimizer, config, r), out_shardings=sharding)(rng)
+    """The initial state (see `initial_variables`), placed on `sharding` (replicated on the mesh)."""
+    variables = initial_variables(model, config, rng)  # host numpy: identical in every process
+    return jax.jit(lambda v: _train_state(v, optimizer), out_shardings=sharding)(variables)
 
 
 def abstract_train_state(model, optimizer, config, sharding) -> TrainState:
     """Shapes, dtypes and shardings of the state without computing it (the restore target)."""
-    shapes = jax.eval_shape(lambda: init_train_state(model, optimizer, config, jax.random.key(0)))
+    shapes = jax.eval_shape(lambda: _train_state(_model_init(model, config, jax.random.key(0)), optimizer))
     return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)

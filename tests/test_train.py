@@ -110,3 +110,29 @@ def test_missing_data_says_how_to_convert_or_run_the_demo(tmp_path):
     assert proc.returncode == 1
     line = proc.stderr.strip().splitlines()[-1]
     assert "python -m pasn_jax.data.convert affwild2" in line and "configs/abaw.py:demo" in line
+
+
+def test_identity_tower_starts_from_a_pytorch_file_and_stays_frozen(smoke_cache, tmp_path):
+    """--config.model.weights.f_id=FILE: f_id holds the file's weights after training (frozen), and f_expr
+    started from them too (DLN) and then trained away from them."""
+    import torch
+    from benchmarks import torch_reference
+
+    from pasn_jax.models import pasn, torch_import
+
+    path = str(tmp_path / "f_id.pth")
+    torch.manual_seed(0)
+    torch.save(torch_reference.build_tower("iresnet18", width=8, layers=(1, 1, 1, 1), embedding_dim=32,
+                                           image_size=32).state_dict(), path)
+    workdir = str(tmp_path / "w")
+    proc = run_main(smoke_args(workdir, smoke_cache, f"--config.model.weights.f_id={path}", "--config.num_steps=3",
+                               "--config.eval_every=1000"))
+    assert f"{path}: loaded" in proc.stdout and "into tower 'f_id'" in proc.stdout
+    state = load_state(workdir)
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    expected = torch_import.tower_from_torch(torch_import.load_state_dict(path), pasn.get_tower(variables, "f_id"),
+                                             "iresnet18")
+    assert max_abs_difference(pasn.get_tower(variables, "f_id"), expected) == 0.0
+    expr_kernel = state.params["prior"]["f_expr"]["conv1"]["kernel"]
+    id_kernel = state.params["prior"]["f_id"]["conv1"]["kernel"]
+    assert 0 < np.max(np.abs(expr_kernel - id_kernel)) < 0.5 * np.max(np.abs(id_kernel))  # 3 steps from f_id
