@@ -55,7 +55,8 @@ def machine(with_torch: bool = False) -> str:
     """CPU model, cores, versions, XLA_FLAGS, date and the 1/5/15-minute load average, in one line."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     bf16 = "avx512_bf16" if "avx512_bf16" in cpu_flags() else "no avx512_bf16"
-    versions = f"jax {jax.__version__}, {jax.devices()[0].platform} x{jax.device_count()}"
+    device = jax.devices()[0]
+    versions = f"jax {jax.__version__}, {device.platform} ({device.device_kind}) x{jax.device_count()}"
     if with_torch:
         import torch
         versions += f", torch {torch.__version__} ({torch.get_num_threads()} threads)"
@@ -65,8 +66,11 @@ def machine(with_torch: bool = False) -> str:
             f"load average {load_average()}")
 
 
-def matmul_peak(dtype=jnp.float32, n: int = 2048, repeats: int = 5) -> float:
-    """GFLOP/s of a jitted [n, n] x [n, n] jnp.dot, best of `repeats` (the machine's matmul peak, measured now)."""
+def matmul_peak(repeats: int = 5) -> tuple[float, str]:
+    """(GFLOP/s, description) of a jitted square jnp.dot, best of `repeats`: the matmul peak measured now. CPU:
+    float32 [2048, 2048]; GPU: bfloat16 [8192, 8192] with float32 accumulation."""
+    gpu = jax.devices()[0].platform == "gpu"
+    n, dtype = (8192, jnp.bfloat16) if gpu else (2048, jnp.float32)
     a = jax.random.normal(jax.random.key(0), (n, n), dtype)
     b = jax.random.normal(jax.random.key(1), (n, n), dtype)
     dot = jax.jit(lambda x, y: jnp.dot(x, y, preferred_element_type=jnp.float32))
@@ -76,7 +80,7 @@ def matmul_peak(dtype=jnp.float32, n: int = 2048, repeats: int = 5) -> float:
         start = time.perf_counter()
         dot(a, b).block_until_ready()
         best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best / 1e9
+    return 2 * n**3 / best / 1e9, f"{jnp.dtype(dtype).name} [{n}, {n}] jnp.dot, best of {repeats}"
 
 
 def compile_with_cost(jitted, *args) -> tuple[Callable, float, float]:
@@ -170,6 +174,8 @@ def add_timing_arguments(parser, steps: int) -> None:
     parser.add_argument("--quiet", type=float, default=0.1,
                         help="re-measure a round in which other processes used more than this share of the CPUs")
     parser.add_argument("--retries", type=int, default=5, help="re-measurements per round at most (10 s apart)")
+    parser.add_argument("--peak-tflops", type=float, default=0.0,
+                        help="the accelerator's dense peak for the MFU line (H200 bf16: 989)")
 
 
 def report(name: str, ours: Callable[[], None], theirs: Callable[[], None] | None, batch: int, flops: float,
@@ -183,6 +189,8 @@ def report(name: str, ours: Callable[[], None], theirs: Callable[[], None] | Non
     print(f"{name}: {batch / seconds:.2f} img/s, {flops / batch / 1e9:.2f} GFLOP/img (XLA), {gflops:.0f} GFLOP/s "
           f"= {gflops / peak:.2f} of the {peak:.0f} GFLOP/s matmul peak; compile {compile_s:.1f} s; "
           f"peak RSS {peak_rss_mib():.0f} MiB{note}", flush=True)
+    if args.peak_tflops:
+        print(f"  MFU {gflops / (args.peak_tflops * 1e3):.1%} of {args.peak_tflops:g} TFLOP/s", flush=True)
     busy = [max(shares) for shares in zip(*others.values())]
     print(f"  other processes' CPU share per round: {fmt_ratios(busy)}", flush=True)
     if theirs is not None:

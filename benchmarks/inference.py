@@ -3,7 +3,8 @@
 Cases are BACKBONE@SIZE: an iresnet runs the prior model (f_expr - f_id: two towers) with the streaming heads, as the
 paper's PASN; resnet50 runs without prior (the paper's "w/o prior model" ablation: one tower). Per case it prints
 images/s (median of the timed rounds), GFLOP/image from XLA's cost analysis, achieved GFLOP/s and its fraction of a
-float32 [2048, 2048] jnp.dot measured in the same run, compile time and peak RSS.
+jnp.dot peak measured in the same run (as benchmarks/train_step.py; --peak-tflops adds the MFU), compile time and
+peak RSS.
 
 --vs-torch builds benchmarks/torch_reference.PASN with random weights, imports them into ours (towers through
 pasn_jax.models.torch_import, heads through torch_reference.heads_to_flax), prints the max |ours - torch| over the
@@ -117,8 +118,8 @@ def main():
         import torch
         torch.set_num_threads(len(os.sched_getaffinity(0)))
     print(f"machine: {common.machine(with_torch=args.vs_torch)}", flush=True)
-    peak = common.matmul_peak()
-    print(f"matmul peak (float32 [2048, 2048] jnp.dot, best of 5): {peak:.0f} GFLOP/s", flush=True)
+    peak, what = common.matmul_peak()
+    print(f"matmul peak ({what}): {peak:.0f} GFLOP/s", flush=True)
     for backbone, size in cases:
         for batch in args.batch:
             for dtype in args.dtype:

@@ -1,8 +1,9 @@
 """Benchmark: training-step images/s of the backbone towers and of the full PASN step, optionally against PyTorch.
 
 For every backbone@size x batch x dtype it prints: images/s (median over the timed pairs), GFLOP/image of the step
-from XLA's cost analysis, achieved GFLOP/s and its fraction of a float32 [2048, 2048] jnp.dot measured in the same
-run, compile time, and the process's peak RSS so far.
+from XLA's cost analysis, achieved GFLOP/s and its fraction of a jnp.dot peak measured in the same run (float32
+[2048, 2048] on CPU, bfloat16 [8192, 8192] on GPU; with --peak-tflops also the MFU), compile time, and the process's
+peak RSS so far.
 
   tower  the tower alone (IResNet / ResNet of the paper's config, 512-d embedding) with a mean-square loss on the
          embedding and the product's optimizer (SGD momentum 0.9, weight decay 5e-4, pasn_jax.optim).
@@ -187,8 +188,8 @@ def main():
         import torch
         torch.set_num_threads(len(os.sched_getaffinity(0)))
     print(f"machine: {common.machine(with_torch=args.vs_torch)}", flush=True)
-    peak = common.matmul_peak()
-    print(f"matmul peak (float32 [2048, 2048] jnp.dot, best of 5): {peak:.0f} GFLOP/s", flush=True)
+    peak, what = common.matmul_peak()
+    print(f"matmul peak ({what}): {peak:.0f} GFLOP/s", flush=True)
     bench = bench_tower if args.model == "tower" else bench_pasn
     for backbone, size in cases:
         for batch in args.batch:
