@@ -47,10 +47,13 @@ def materialise(x):
     stage (every earlier block's batch-norm + add + ReLU) into each consumer, recomputing it in every fusion and in
     the transposed copies that the kernel gradients read, which made the training step ~1.4x slower (BENCHMARKS.md).
 
-    A lax.cond on isfinite(x[0, ..., 0]) is a fusion boundary XLA keeps as long as one branch is not trivial; the
-    other branch, x + x[..., :1] @ 0, is taken only when that entry is not finite and then differs from x only
-    where x is not finite. Gradients pass through the same cond.
+    On CPU, a lax.cond on isfinite(x[0, ..., 0]) is a fusion boundary XLA keeps as long as one branch is not
+    trivial; the other branch, x + x[..., :1] @ 0, is taken only when that entry is not finite and then differs from
+    x only where x is not finite. Gradients pass through the same cond. Other backends get x itself: the
+    recomputation is XLA:CPU's, and a cond there would read its predicate back from the device per block.
     """
+    if jax.default_backend() != "cpu":
+        return x
     return jax.lax.cond(jnp.isfinite(x[(0,) * x.ndim]), lambda v: v, _plus_zero_product, x)
 
 
