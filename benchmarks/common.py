@@ -16,17 +16,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pasn_jax import xla_flags
 
-# XLA:CPU flags that the benchmarks apply by default (BENCHMARKS.md, "What helped"): batch-norm statistics and other
-# reductions through YNNPACK (~10x faster than XLA's own loop emitter here), convolutions and dots left to Eigen
-# (YNNPACK's kernel gradients of convolutions are 2-3x slower than Eigen's).
-RECOMMENDED_XLA_FLAGS = "--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_REDUCE"
+
+# The XLA flags `python -m pasn_jax.main` applies (pasn_jax/xla_flags.py); the benchmarks apply them by default.
+RECOMMENDED_XLA_FLAGS = " ".join(xla_flags.RECOMMENDED)
 
 
 def apply_xla_flags(flags: str) -> None:
-    """Appends `flags` to XLA_FLAGS; must run before jax initialises its backend (the first computation)."""
-    current = os.environ.get("XLA_FLAGS", "")
-    os.environ["XLA_FLAGS"] = " ".join(part for part in (current, flags) if part)
+    """Adds `flags` to XLA_FLAGS; must run before jax initialises its backend (the first computation)."""
+    xla_flags.add_xla_flags(tuple(flags.split()))
 
 
 def cpu_model() -> str:

@@ -11,7 +11,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from pasn_jax import evaluate, train
+from pasn_jax import evaluate, train, xla_flags
 
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/abaw.py:demo.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Folder for checkpoints, logs and evaluation outputs.")
@@ -32,6 +32,7 @@ _USER_ERRORS = (ValueError, FileNotFoundError, train.NonFiniteLossError)
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    xla_flags.add_xla_flags()
     if FLAGS.distributed or FLAGS.coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS"):
         jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     logging.set_verbosity(logging.WARNING)  # our progress goes to stdout; keep library INFO chatter out

@@ -10,13 +10,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import torch  # requirements-dev.txt: a test dependency, never a runtime one
 
-torch = pytest.importorskip("torch")
-
-from benchmarks import torch_reference  # noqa: E402  (needs torch)
-from pasn_jax.models import pasn, torch_import  # noqa: E402
-from pasn_jax.models.iresnet import IResNet  # noqa: E402
-from pasn_jax.models.resnet import ResNet  # noqa: E402
+from benchmarks import torch_reference
+from pasn_jax.models import pasn, torch_import
+from pasn_jax.models.iresnet import IResNet
+from pasn_jax.models.resnet import ResNet
 
 LAYERS, WIDTH, EMBEDDING, SIZE = (1, 1, 1, 1), 8, 32, 32
 TOLERANCE = 1e-4  # max abs difference, float32 on both sides
