@@ -201,6 +201,23 @@ def report(name: str, ours: Callable[[], None], theirs: Callable[[], None] | Non
               f"median {median(r):.2f}{quiet_note}", flush=True)
 
 
+def run_cases(cases: list[tuple[str, int]], args, bench: Callable) -> None:
+    """Applies --xla-flags, prints the machine and the matmul peak, then runs `bench` for every case x batch x
+    dtype (the shared main loop of train_step.py and inference.py)."""
+    apply_xla_flags(args.xla_flags)
+    if args.vs_torch:
+        import torch
+        torch.set_num_threads(len(os.sched_getaffinity(0)))
+    print(f"machine: {machine(with_torch=args.vs_torch)}", flush=True)
+    peak, what = matmul_peak()
+    print(f"matmul peak ({what}): {peak:.0f} GFLOP/s", flush=True)
+    for backbone, size in cases:
+        for batch in args.batch:
+            for dtype in args.dtype:
+                bench(backbone, size, batch, dtype, args, peak)
+    print(f"done; load average now {load_average()}", flush=True)
+
+
 def random_images(batch: int, size: int, seed: int = 0) -> np.ndarray:
     """[batch, size, size, 3] float32 in [-1, 1] (NHWC, our input convention)."""
     return np.random.default_rng(seed).uniform(-1, 1, (batch, size, size, 3)).astype(np.float32)

@@ -16,7 +16,6 @@ inference_mode, channels_last, torch.autocast for bfloat16) and prints ours/torc
 """
 
 import argparse
-import os
 from types import SimpleNamespace
 
 import jax
@@ -113,18 +112,7 @@ def main():
         cases = [parse_case(c) for c in args.cases]
     except BenchmarkArgumentError as e:
         parser.exit(2, f"error: {e}\n")
-    common.apply_xla_flags(args.xla_flags)
-    if args.vs_torch:
-        import torch
-        torch.set_num_threads(len(os.sched_getaffinity(0)))
-    print(f"machine: {common.machine(with_torch=args.vs_torch)}", flush=True)
-    peak, what = common.matmul_peak()
-    print(f"matmul peak ({what}): {peak:.0f} GFLOP/s", flush=True)
-    for backbone, size in cases:
-        for batch in args.batch:
-            for dtype in args.dtype:
-                bench(backbone, size, batch, dtype, args, peak)
-    print(f"done; load average now {common.load_average()}", flush=True)
+    common.run_cases(cases, args, bench)
 
 
 if __name__ == "__main__":

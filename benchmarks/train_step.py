@@ -22,7 +22,6 @@ network), then times ours and torch alternately and prints ours/torch per pair a
 
 import argparse
 import functools
-import os
 from types import SimpleNamespace
 
 import jax
@@ -152,7 +151,8 @@ def bench_pasn(backbone, size, batch, dtype, args, peak):
     config.model.dtype = dtype
     config.batch_size = batch
     model, optimizer, schedule = train_state.make_model_and_optimizer(config)
-    state = jax.jit(lambda r: train_state.init_train_state(model, optimizer, config, r))(jax.random.key(0))
+    state = train_state.create_train_state(model, optimizer, config, jax.random.key(0),
+                                           jax.sharding.SingleDeviceSharding(jax.devices()[0]))
     data = pasn_batch(batch, size)
     rng = jax.random.key(1)
     jitted = jax.jit(functools.partial(train.train_step, model, optimizer, schedule, config.loss), donate_argnums=0)
@@ -183,19 +183,7 @@ def main():
                                          "losses; benchmarks/inference.py compares the whole PASN)")
     except BenchmarkArgumentError as e:
         parser.exit(2, f"error: {e}\n")
-    common.apply_xla_flags(args.xla_flags)
-    if args.vs_torch:
-        import torch
-        torch.set_num_threads(len(os.sched_getaffinity(0)))
-    print(f"machine: {common.machine(with_torch=args.vs_torch)}", flush=True)
-    peak, what = common.matmul_peak()
-    print(f"matmul peak ({what}): {peak:.0f} GFLOP/s", flush=True)
-    bench = bench_tower if args.model == "tower" else bench_pasn
-    for backbone, size in cases:
-        for batch in args.batch:
-            for dtype in args.dtype:
-                bench(backbone, size, batch, dtype, args, peak)
-    print(f"done; load average now {common.load_average()}", flush=True)
+    common.run_cases(cases, args, bench_tower if args.model == "tower" else bench_pasn)
 
 
 if __name__ == "__main__":
