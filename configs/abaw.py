@@ -67,6 +67,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.dropout = 0.0
     c.model.dtype = "float32"
     c.model.init_expr_from_id = True  # DLN: both towers start from the same face-recognition network
+    c.model.identity_stats_batches = 8  # f_id without a weight file: batch-norm statistics from 8 training batches
     c.model.weights = ml_collections.ConfigDict(dict(f_expr="", f_id=""))  # PyTorch state_dict files per tower
 
     c.loss = ml_collections.ConfigDict(dict(smoothing=0.9, au=1.0, expr=1.0, va=1.0))
@@ -95,7 +96,8 @@ def _demo(c):
     c.data.image_size = 64
     c.data.synthetic.update(videos=64, frames=150, size=112, seed=0, num_shards=4)  # 48 train, 16 val people
     c.data.augment.update(crop_scale=(0.85, 1.0), color_jitter=0.1)
-    c.model.update(backbone="iresnet18", width=16, layers=(1, 1, 1, 1), embedding_dim=512)
+    c.model.update(backbone="iresnet18" if c.model.prior else "resnet50", width=16, layers=(1, 1, 1, 1),
+                   embedding_dim=512)
     c.batch_size = 32
     c.data.eval_batch_size = 128
     c.num_steps = 1_500

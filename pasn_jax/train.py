@@ -84,6 +84,18 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s"
 
 
+def _identity_images(config, data_dir: str, mesh) -> list:
+    """`model.identity_stats_batches` global batches of augmented training images in another order than training's
+    (seed + 1) for `train_state.measure_identity_statistics`; none when f_id has a weight file (or without prior)."""
+    if not train_state.measures_identity_statistics(config):
+        return []
+    batches = pipeline.train_dataset(
+        data_dir, batch_size=parallel.per_process_batch_size(config.batch_size, mesh),
+        image_size=config.data.image_size, seed=config.seed + 1, augment=config.data.augment, worker_count=0,
+        shard_index=jax.process_index(), shard_count=jax.process_count())
+    return [parallel.global_batch(next(batches), mesh)["image"] for _ in range(config.model.identity_stats_batches)]
+
+
 def train_and_evaluate(config, workdir: str) -> evaluate.EvalResult:
     """Trains to `config.num_steps` (resuming from the workdir's latest checkpoint) and returns the last
     evaluation; a workdir already trained that far is only evaluated."""
@@ -113,8 +125,11 @@ def train_and_evaluate(config, workdir: str) -> evaluate.EvalResult:
     ckpt = checkpointing.Checkpointer(workdir, keep=config.keep_checkpoints)
     latest = ckpt.latest_step()
     if latest is None:
-        state = train_state.create_train_state(model, optimizer, config, rng, repl)
-        logger.info(f"initialised {sum(x.size for x in jax.tree.leaves(state.params)):,} parameters")
+        identity_images = _identity_images(config, data_dir, mesh)
+        state = train_state.create_train_state(model, optimizer, config, rng, repl, identity_images)
+        measured = f"; f_id batch-norm statistics measured on {len(identity_images) * config.batch_size} training " \
+                   f"images" if identity_images else ""
+        logger.info(f"initialised {sum(x.size for x in jax.tree.leaves(state.params)):,} parameters{measured}")
     else:
         state = ckpt.restore(latest, train_state.abstract_train_state(model, optimizer, config, repl), train_iter)
         logger.info(f"resumed from {ckpt.directory}/{latest}")

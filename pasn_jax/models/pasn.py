@@ -54,8 +54,7 @@ class PASN(nn.Module):
         if images.ndim != 4 or tuple(images.shape[1:]) != expected:
             raise ModelConfigError(f"images: expected shape [batch, {', '.join(map(str, expected))}], "
                                    f"got {list(images.shape)}")
-        tower = functools.partial(BACKBONES[self.backbone], layers=self.layers, width=self.width,
-                                  embedding_dim=self.embedding_dim, dropout=self.dropout, dtype=self.dtype)
+        tower = functools.partial(tower_module, self)
         if self.prior:
             emb = DeviationPrior(tower, name="prior")(images, train=train)
         else:
@@ -63,6 +62,12 @@ class PASN(nn.Module):
         heads = StreamingHeads if self.streaming else ParallelHeads
         outputs = heads(self.dtype, name="heads")(emb)
         return {task: value.astype(jnp.float32) for task, value in outputs.items()}
+
+
+def tower_module(model: PASN, **kwargs) -> nn.Module:
+    """One backbone tower of the model's config (f_expr, f_id or the single backbone), as IResNet / ResNet."""
+    return BACKBONES[model.backbone](layers=model.layers, width=model.width, embedding_dim=model.embedding_dim,
+                                     dropout=model.dropout, dtype=model.dtype, **kwargs)
 
 
 def _field(model_config, name: str):

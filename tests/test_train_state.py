@@ -1,0 +1,82 @@
+"""The initial train state: the identity tower's batch-norm statistics measured on training images when it has no
+weight file (precise BN), checked against the layers' own batch statistics computed independently."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import abaw
+from pasn_jax import train_state
+from pasn_jax.models import pasn
+
+
+@pytest.fixture(scope="module")
+def smoke():
+    config = abaw.get_config("smoke")
+    config.model.dropout = 0.0
+    model, _, _ = train_state.make_model_and_optimizer(config)
+    return config, model
+
+
+def images(seed, batch=8, size=32):
+    return jax.random.uniform(jax.random.key(seed), (batch, size, size, 3), minval=-1, maxval=1)
+
+
+def test_one_batch_makes_inference_mode_equal_training_mode_on_it(smoke):
+    config, model = smoke
+    variables = train_state.initial_variables(model, config, jax.random.key(0))
+    x = images(1)
+    measured = train_state.measure_identity_statistics(model, variables, [x])
+    tower = pasn.tower_module(model)
+    before, after = pasn.get_tower(variables, "f_id"), pasn.get_tower(measured, "f_id")
+    training = tower.apply(before, x, train=True, mutable=["batch_stats"])[0]
+    np.testing.assert_allclose(tower.apply(after, x, train=False), training, atol=1e-4, rtol=1e-4)
+    # the initial statistics (mean 0, variance 1) normalise nothing: far from training mode
+    assert np.max(np.abs(tower.apply(before, x, train=False) - training)) > 0.5
+    assert jax.tree.all(jax.tree.map(np.array_equal, measured["params"], variables["params"]))
+    assert jax.tree.all(jax.tree.map(np.array_equal, pasn.get_tower(measured, "f_expr"),
+                                     pasn.get_tower(variables, "f_expr")))
+
+
+def test_statistics_are_the_mean_over_batches_of_each_batch_statistic(smoke):
+    config, model = smoke
+    variables = train_state.initial_variables(model, config, jax.random.key(0))
+    batches = [images(2), images(3)]
+    stats = pasn.get_tower(train_state.measure_identity_statistics(model, variables, batches), "f_id")["batch_stats"]
+    kernel = np.asarray(pasn.get_tower(variables, "f_id")["params"]["conv1"]["kernel"])  # [3, 3, 3, width]
+    means, variances = [], []
+    for x in batches:  # the first batch norm's input: conv1 (3x3, padding 1), in numpy
+        x = np.pad(np.asarray(x, np.float64), ((0, 0), (1, 1), (1, 1), (0, 0)))
+        out = sum(x[:, i:i + 32, j:j + 32, :] @ kernel[i, j] for i in range(3) for j in range(3))
+        means.append(out.mean(axis=(0, 1, 2)))
+        variances.append(out.var(axis=(0, 1, 2)))
+    np.testing.assert_allclose(stats["bn1"]["mean"], np.mean(means, axis=0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(stats["bn1"]["var"], np.mean(variances, axis=0), rtol=1e-4, atol=1e-5)
+
+
+def test_initial_variables_start_f_expr_from_the_measured_f_id(smoke):
+    config, model = smoke
+    x = images(4)
+    variables = train_state.initial_variables(model, config, jax.random.key(0), [x])
+    f_id, f_expr = pasn.get_tower(variables, "f_id"), pasn.get_tower(variables, "f_expr")
+    assert jax.tree.all(jax.tree.map(np.array_equal, f_expr, f_id))
+    assert not np.allclose(f_id["batch_stats"]["bn1"]["var"], 1.0)
+
+    # Emb = f_expr - f_id in training: f_expr normalises with the batch's statistics, f_id with its running ones;
+    # measured on this batch they are the same, so Emb is 0 on it (without the measurement it is not)
+    def emb(variables):
+        _, state = model.apply(variables, x, train=True, mutable=["batch_stats", "intermediates"],
+                               capture_intermediates=lambda module, method: module.name == "prior")
+        return np.asarray(state["intermediates"]["prior"]["__call__"][0])
+
+    np.testing.assert_allclose(emb(variables), 0.0, atol=1e-4)
+    assert np.sqrt(np.mean(emb(train_state.initial_variables(model, config, jax.random.key(0))) ** 2)) > 0.1
+
+
+@pytest.mark.parametrize("prior, f_id, batches, expected", [
+    (True, "", 8, True), (True, "", 0, False), (True, "f_id.pth", 8, False), (False, "", 8, False)])
+def test_measured_only_for_a_prior_without_identity_weights(prior, f_id, batches, expected):
+    config = abaw.get_config("smoke")
+    config.model.prior, config.model.weights.f_id, config.model.identity_stats_batches = prior, f_id, batches
+    assert train_state.measures_identity_statistics(config) is expected
