@@ -54,7 +54,10 @@ def initial_variables(model, config, rng, identity_images=()) -> dict:
 def measures_identity_statistics(config) -> bool:
     """True when f_id has no weight file: its batch-norm statistics are then measured on training images before
     the first step (`model.identity_stats_batches` batches; 0 keeps the initial mean 0, variance 1)."""
-    return bool(config.model.prior and not config.model.weights.f_id and config.model.identity_stats_batches)
+    batches = config.model.identity_stats_batches
+    if not isinstance(batches, int) or batches < 0:
+        raise pasn.ModelConfigError(f"model.identity_stats_batches: expected an int >= 0, got {batches!r}")
+    return bool(config.model.prior and not config.model.weights.f_id and batches)
 
 
 def measure_identity_statistics(model, variables, images: list) -> dict:

@@ -80,3 +80,10 @@ def test_measured_only_for_a_prior_without_identity_weights(prior, f_id, batches
     config = abaw.get_config("smoke")
     config.model.prior, config.model.weights.f_id, config.model.identity_stats_batches = prior, f_id, batches
     assert train_state.measures_identity_statistics(config) is expected
+
+
+def test_a_negative_batch_count_is_named():
+    config = abaw.get_config("smoke")
+    config.model.identity_stats_batches = -1
+    with pytest.raises(pasn.ModelConfigError, match=r"model.identity_stats_batches: expected an int >= 0, got -1"):
+        train_state.measures_identity_statistics(config)
