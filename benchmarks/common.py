@@ -201,6 +201,18 @@ def report(name: str, ours: Callable[[], None], theirs: Callable[[], None] | Non
               f"median {median(r):.2f}{quiet_note}", flush=True)
 
 
+def pasn_config(backbone: str, size: int, dtype: str):
+    """configs/abaw.py (the paper's recipe) for a benchmark case: resnet50 without prior (the paper's ablation),
+    an iresnet as the prior model's towers."""
+    from configs import abaw
+
+    config = abaw.get_config("no_prior" if backbone == "resnet50" else None)
+    config.data.image_size = size  # model.image_size follows it
+    config.model.backbone = backbone
+    config.model.dtype = dtype
+    return config
+
+
 def run_cases(cases: list[tuple[str, int]], args, bench: Callable) -> None:
     """Applies --xla-flags, prints the machine and the matmul peak, then runs `bench` for every case x batch x
     dtype (the shared main loop of train_step.py and inference.py)."""

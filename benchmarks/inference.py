@@ -16,7 +16,6 @@ inference_mode, channels_last, torch.autocast for bfloat16) and prints ours/torc
 """
 
 import argparse
-from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
@@ -27,11 +26,6 @@ from benchmarks.train_step import BenchmarkArgumentError, parse_case
 from pasn_jax.models import pasn, torch_import
 
 DEFAULT_CASES = ("iresnet50@112", "resnet50@112")
-
-
-def model_config(backbone: str, size: int, dtype: str) -> SimpleNamespace:
-    return SimpleNamespace(backbone=backbone, width=64, layers=None, embedding_dim=512, image_size=size,
-                           prior=backbone != "resnet50", streaming=True, dropout=0.0, dtype=dtype)
 
 
 def import_torch_pasn(torch_model, variables, config) -> dict:
@@ -81,7 +75,7 @@ def check_same_function(model, variables, torch_model, size: int) -> float:
 
 
 def bench(backbone, size, batch, dtype, args, peak):
-    config = model_config(backbone, size, dtype)
+    config = common.pasn_config(backbone, size, dtype).model
     model = pasn.build_model(config)
     images = jnp.asarray(common.random_images(batch, size))
     variables = jax.jit(lambda k: model.init(k, images[:1], train=False))(jax.random.key(0))

@@ -22,7 +22,6 @@ network), then times ours and torch alternately and prints ours/torch per pair a
 
 import argparse
 import functools
-from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
@@ -34,8 +33,6 @@ from pasn_jax import optim
 from pasn_jax.models import pasn, torch_import
 
 DEFAULT_CASES = ("resnet50@112", "resnet50@224", "iresnet50@112")
-OPTIM = SimpleNamespace(lr=0.002, momentum=0.9, nesterov=False, weight_decay=5e-4, t0_steps=10_000, t_mult=2.0,
-                        eta_min=0.0, warmup_steps=0)  # configs/abaw.py's optimizer (paper §4.1)
 
 
 class BenchmarkArgumentError(ValueError):
@@ -48,11 +45,6 @@ def parse_case(case: str) -> tuple[str, int]:
         raise BenchmarkArgumentError(f"--cases: expected BACKBONE@SIZE with BACKBONE in {sorted(pasn.BACKBONES)}, "
                                      f"got {case!r}")
     return backbone, int(size)
-
-
-def tower_module(backbone: str, dtype: str):
-    return pasn.BACKBONES[backbone](layers=pasn.DEFAULT_LAYERS[backbone], width=64, embedding_dim=512,
-                                    dtype=pasn.DTYPES[dtype])
 
 
 def tower_step(module, optimizer):
@@ -71,13 +63,14 @@ def tower_step(module, optimizer):
     return step
 
 
-def torch_tower(backbone: str, size: int, batch: int, dtype: str):
+def torch_tower(backbone: str, size: int, batch: int, dtype: str, optim_config):
     """(torch model, a step closure) for the PyTorch reference tower, channels_last, train mode."""
     import torch
     from benchmarks import torch_reference
 
     model = torch_reference.build_tower(backbone, image_size=size).to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(model.parameters(), lr=OPTIM.lr, momentum=OPTIM.momentum, weight_decay=OPTIM.weight_decay)
+    opt = torch.optim.SGD(model.parameters(), lr=optim_config.lr, momentum=optim_config.momentum,
+                          weight_decay=optim_config.weight_decay)
     images = torch.from_numpy(common.random_images(batch, size).transpose(0, 3, 1, 2).copy()).contiguous(
         memory_format=torch.channels_last)
     target = torch.zeros(batch, 512)
@@ -107,18 +100,19 @@ def check_same_network(module, variables, torch_model, size: int) -> float:
 
 
 def bench_tower(backbone, size, batch, dtype, args, peak):
-    module = tower_module(backbone, dtype)
+    config = common.pasn_config(backbone, size, dtype)
+    module = pasn.tower_module(pasn.build_model(config.model))
     images = jnp.asarray(common.random_images(batch, size))
     target = jnp.zeros((batch, 512), jnp.float32)
     variables = jax.jit(lambda k: module.init(k, images[:1], train=False))(jax.random.key(0))
     torch_step, note = None, ""
     if args.vs_torch:
-        torch_model, torch_step = torch_tower(backbone, size, batch, dtype)
+        torch_model, torch_step = torch_tower(backbone, size, batch, dtype, config.optim)
         state = {k: v.detach().numpy() for k, v in torch_model.state_dict().items()}
         variables = torch_import.tower_from_torch(state, variables, backbone, source="torch reference")
         note = f"; same network: eval max |ours - torch| = {check_same_network(module, variables, torch_model, size):.1e}"
     mask = jax.tree.map(lambda _: True, variables["params"])
-    optimizer, _ = optim.make_optimizer(OPTIM, mask)
+    optimizer, _ = optim.make_optimizer(config.optim, mask)
     carry = [variables["params"], variables["batch_stats"], optimizer.init(variables["params"])]
     jitted = jax.jit(tower_step(module, optimizer), donate_argnums=(0, 1, 2))
     compiled, compile_s, flops = common.compile_with_cost(jitted, *carry, images, target)
@@ -142,13 +136,9 @@ def pasn_batch(batch: int, size: int) -> dict:
 
 
 def bench_pasn(backbone, size, batch, dtype, args, peak):
-    from configs import abaw
     from pasn_jax import train, train_state
 
-    config = abaw.get_config("no_prior" if backbone == "resnet50" else None)
-    config.data.image_size = size
-    config.model.backbone = backbone
-    config.model.dtype = dtype
+    config = common.pasn_config(backbone, size, dtype)
     config.batch_size = batch
     model, optimizer, schedule = train_state.make_model_and_optimizer(config)
     state = train_state.create_train_state(model, optimizer, config, jax.random.key(0),

@@ -143,12 +143,9 @@ def train_and_evaluate(config, workdir: str) -> evaluate.EvalResult:
         logger.info(evaluate.format_table(result))
         return result
 
-    if step >= config.num_steps:
+    if step >= config.num_steps:  # the loop below does not run
         logger.info(f"{workdir} is already trained to step {step} (num_steps {config.num_steps}); evaluating it")
         result = run_eval(step)
-        ckpt.close()
-        logger.close()
-        return result
 
     # Loop. Step metrics are fetched one step late so that the host never waits for the step in flight.
     window, pending = [], None

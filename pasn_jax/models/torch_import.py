@@ -26,7 +26,6 @@ import numpy as np
 
 from pasn_jax.models import pasn
 from pasn_jax.models.iresnet import IRESNET_LAYERS
-from pasn_jax.models.resnet import RESNET_LAYERS
 
 # (collection, flax leaf name) -> PyTorch tensor name
 LEAF_TO_TORCH = {("params", "kernel"): "weight", ("params", "scale"): "weight", ("params", "bias"): "bias",
@@ -131,9 +130,8 @@ def tower_from_torch(state_dict: Mapping[str, np.ndarray], tower_variables: Mapp
     (the file). resnet50: a torchvision fc of another width (its 1000 classes) keeps our initialised fc (announced).
     iresnet: an fc trained at a smaller image size is resized (see the module docstring; announced).
     """
-    if backbone not in IRESNET_LAYERS and backbone not in RESNET_LAYERS:
-        raise TorchImportError(f"backbone: expected one of {sorted(IRESNET_LAYERS) + sorted(RESNET_LAYERS)}, "
-                               f"got {backbone!r}")
+    if backbone not in pasn.BACKBONES:
+        raise TorchImportError(f"backbone: expected one of {sorted(pasn.BACKBONES)}, got {backbone!r}")
     insightface = backbone in IRESNET_LAYERS
     remaining = {k: np.asarray(v) for k, v in state_dict.items()}
     params = tower_variables["params"]
