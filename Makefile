@@ -14,7 +14,7 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-.PHONY: demo test test-slow
+.PHONY: demo test test-slow test-ablations
 demo: $(VENV)/.runtime
 	$(PY) -m pasn_jax.main --config=configs/abaw.py:demo --workdir=runs/demo
 
@@ -23,3 +23,6 @@ test: $(VENV)/.dev
 
 test-slow: $(VENV)/.dev
 	$(PY) -m pytest -q -m slow
+
+test-ablations: $(VENV)/.dev
+	$(PY) -m pytest -q -m ablation

@@ -1,4 +1,5 @@
-"""Shared benchmark helpers: the machine line, a matmul peak, alternating A/B timing, XLA cost analysis, peak RSS.
+"""Shared benchmark helpers: the machine line, benchmark cases, a matmul peak, alternating A/B timing, XLA cost
+analysis, peak RSS.
 
 Ratios ours / PyTorch are measured alternately (ours, torch, ours, torch, ...) in one process and summarised by the
 median of the per-pair ratios, because the 2-core machine is shared and its speed drifts within a minute.
@@ -17,10 +18,24 @@ import jax.numpy as jnp
 import numpy as np
 
 from pasn_jax import xla_flags
+from pasn_jax.models.pasn import BACKBONES
 
 
 # The XLA flags `python -m pasn_jax.main` applies (pasn_jax/xla_flags.py); the benchmarks apply them by default.
 RECOMMENDED_XLA_FLAGS = " ".join(xla_flags.RECOMMENDED)
+
+
+class BenchmarkArgumentError(ValueError):
+    """A command-line value that cannot be benchmarked; the message names it."""
+
+
+def parse_case(case: str) -> tuple[str, int]:
+    """BACKBONE@SIZE -> (backbone, size)."""
+    backbone, _, size = case.partition("@")
+    if backbone not in BACKBONES or not size.isdigit():
+        raise BenchmarkArgumentError(f"--cases: expected BACKBONE@SIZE with BACKBONE in {sorted(BACKBONES)}, "
+                                     f"got {case!r}")
+    return backbone, int(size)
 
 
 def apply_xla_flags(flags: str) -> None:

@@ -22,7 +22,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import common
-from benchmarks.train_step import BenchmarkArgumentError, parse_case
 from pasn_jax.models import pasn, torch_import
 
 DEFAULT_CASES = ("iresnet50@112", "resnet50@112")
@@ -41,7 +40,7 @@ def import_torch_pasn(torch_model, variables, config) -> dict:
     heads = torch_reference.heads_to_flax(torch_model.heads)
     ours = variables["params"]["heads"]
     if jax.tree.map(np.shape, heads) != jax.tree.map(np.shape, ours):
-        raise BenchmarkArgumentError("torch reference heads: structure or shapes differ from ours")
+        raise common.BenchmarkArgumentError("torch reference heads: structure or shapes differ from ours")
     params = {**variables["params"], "heads": jax.tree.map(jnp.asarray, heads)}
     return {**variables, "params": params}
 
@@ -103,8 +102,8 @@ def main():
     common.add_timing_arguments(parser, steps=3)
     args = parser.parse_args()
     try:
-        cases = [parse_case(c) for c in args.cases]
-    except BenchmarkArgumentError as e:
+        cases = [common.parse_case(c) for c in args.cases]
+    except common.BenchmarkArgumentError as e:
         parser.exit(2, f"error: {e}\n")
     common.run_cases(cases, args, bench)
 

@@ -1,6 +1,5 @@
 """Benchmark: train input pipeline images/s (read + CRC check + parse + JPEG decode + random resized crop +
-flip + colour jitter + resize + normalise + batch) at 112 and 224 px (issue 2 target: >= 1,500 img/s per core at
-112). The shards are synthetic Aff-Wild2 rendered at the measured size.
+flip + colour jitter + resize + normalise + batch) at 112 and 224 px (target: >= 1,500 img/s per core at 112). The shards are synthetic Aff-Wild2 rendered at the measured size.
 
     python -m benchmarks.input_pipeline [--batch-size 64 --batches 40 --workers 0]
 """
@@ -12,8 +11,9 @@ import time
 
 import numpy as np
 
-from benchmarks.synthetic_render import machine
-from pasn_jax.data import convert, pipeline, shards
+from benchmarks import common
+from pasn_jax.data import pipeline, shards
+from pasn_jax.data.synthetic.prepare import prepare_synthetic
 
 AUGMENT = dict(random_resized_crop=True, crop_scale=(0.8, 1.0), crop_ratio=(0.9, 1.1), hflip=True,
                color_jitter=0.2)
@@ -51,11 +51,10 @@ def main():
     cores = "all cores" if args.workers else "1 core"
     if not args.workers and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    print(f"machine: {machine()}; measured on {cores}")
+    print(f"machine: {common.machine()}; measured on {cores}")
     with tempfile.TemporaryDirectory() as tmp:
         for size in (112, 224):
-            data_dir = convert.prepare_synthetic(args.cache or tmp, videos=8, frames=100, size=size, seed=0,
-                                                 num_shards=2)
+            data_dir = prepare_synthetic(args.cache or tmp, videos=8, frames=100, size=size, seed=0, num_shards=2)
             print(f"@{size}px: source read + transform, one thread: {per_example(data_dir, size, 1000):.0f} img/s; "
                   f"train_dataset (batch {args.batch_size}, workers {args.workers}): "
                   f"{loader(data_dir, size, args.batch_size, args.batches, args.workers):.0f} img/s")

@@ -15,7 +15,7 @@ batch, same thread count, the same loss and SGD, torch.autocast for bfloat16), i
 through pasn_jax.models.torch_import (and prints the eval-mode max |ours - torch| as a check that both are the same
 network), then times ours and torch alternately and prints ours/torch per pair and the median.
 
-  python -m benchmarks.train_step --vs-torch                      # the issue's cases, batch 16, float32
+  python -m benchmarks.train_step --vs-torch                      # the default cases, batch 16, float32
   python -m benchmarks.train_step --cases iresnet50@112 --batch 16 32 --dtype float32 bfloat16 --vs-torch
   python -m benchmarks.train_step --model pasn --cases iresnet50@112 resnet50@112
 """
@@ -33,18 +33,6 @@ from pasn_jax import optim
 from pasn_jax.models import pasn, torch_import
 
 DEFAULT_CASES = ("resnet50@112", "resnet50@224", "iresnet50@112")
-
-
-class BenchmarkArgumentError(ValueError):
-    """A command-line value that cannot be benchmarked; the message names it."""
-
-
-def parse_case(case: str) -> tuple[str, int]:
-    backbone, _, size = case.partition("@")
-    if backbone not in pasn.BACKBONES or not size.isdigit():
-        raise BenchmarkArgumentError(f"--cases: expected BACKBONE@SIZE with BACKBONE in {sorted(pasn.BACKBONES)}, "
-                                     f"got {case!r}")
-    return backbone, int(size)
 
 
 def tower_step(module, optimizer):
@@ -137,15 +125,18 @@ def pasn_batch(batch: int, size: int) -> dict:
 
 def bench_pasn(backbone, size, batch, dtype, args, peak):
     from pasn_jax import train, train_state
+    from pasn_jax.tasks import pasn as pasn_task
 
     config = common.pasn_config(backbone, size, dtype)
     config.batch_size = batch
-    model, optimizer, schedule = train_state.make_model_and_optimizer(config)
-    state = train_state.create_train_state(model, optimizer, config, jax.random.key(0),
-                                           jax.sharding.SingleDeviceSharding(jax.devices()[0]))
+    model = pasn_task.build_model(config)
+    optimizer, schedule = train_state.make_optimizer(model, config, pasn_task.trainable_mask)
+    variables = train_state.init_variables(model, size, jax.random.key(0))
+    state = train_state.create_train_state(variables, optimizer, jax.sharding.SingleDeviceSharding(jax.devices()[0]))
     data = pasn_batch(batch, size)
     rng = jax.random.key(1)
-    jitted = jax.jit(functools.partial(train.train_step, model, optimizer, schedule, config.loss), donate_argnums=0)
+    jitted = jax.jit(functools.partial(train.train_step, pasn_task.loss_fn(model, config), optimizer, schedule),
+                     donate_argnums=0)
     compiled, compile_s, flops = common.compile_with_cost(jitted, state, data, rng)
     carry = [state]
 
@@ -167,11 +158,11 @@ def main():
     common.add_timing_arguments(parser, steps=2)
     args = parser.parse_args()
     try:
-        cases = [parse_case(c) for c in args.cases]
+        cases = [common.parse_case(c) for c in args.cases]
         if args.vs_torch and args.model != "tower":
-            raise BenchmarkArgumentError("--vs-torch: only with --model tower (the PyTorch reference has no PASN "
+            raise common.BenchmarkArgumentError("--vs-torch: only with --model tower (the PyTorch reference has no PASN "
                                          "losses; benchmarks/inference.py compares the whole PASN)")
-    except BenchmarkArgumentError as e:
+    except common.BenchmarkArgumentError as e:
         parser.exit(2, f"error: {e}\n")
     common.run_cases(cases, args, bench_tower if args.model == "tower" else bench_pasn)
 

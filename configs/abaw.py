@@ -36,6 +36,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             raise ValueError(f"configs/abaw.py: unknown variant {v!r}; expected one of {', '.join(VARIANTS)}")
 
     c = ml_collections.ConfigDict()
+    c.task = "pasn"  # the training task (pasn_jax/tasks)
     c.seed = 0
     c.batch_size = 80  # global, over all devices and processes (paper §4.1)
     c.num_steps = 100_000

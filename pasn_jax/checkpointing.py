@@ -21,6 +21,10 @@ _RESUMABLE_KEYS = ("num_steps", "log_every", "eval_every", "checkpoint_every", "
                    "data.synthetic.cache_dir", "model.weights.")
 
 
+# Keys added to the config after workdirs were made: a saved config without one had this value.
+_ADDED_KEYS = {"task": "pasn"}
+
+
 class IncompatibleWorkdirError(ValueError):
     pass
 
@@ -42,7 +46,7 @@ def check_workdir_config(workdir: str, config: ml_collections.ConfigDict, write:
     current = _flatten(json.loads(config.to_json()))
     if os.path.exists(path):
         with open(path) as f:
-            saved = _flatten(json.load(f))
+            saved = _ADDED_KEYS | _flatten(json.load(f))
         differ = sorted(k for k in set(saved) | set(current)
                         if saved.get(k) != current.get(k) and not k.startswith(_RESUMABLE_KEYS))
         if differ:
@@ -89,9 +93,6 @@ class Checkpointer:
         if data_iterator is not None:
             items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
         return self._manager.restore(step, args=ocp.args.Composite(**items)).state
-
-    def wait(self) -> None:
-        self._manager.wait_until_finished()
 
     def close(self) -> None:
         self._manager.wait_until_finished()

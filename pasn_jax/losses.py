@@ -9,10 +9,9 @@ All computation is float32 whatever the model's dtype.
 import jax
 import jax.numpy as jnp
 
-from pasn_jax.data.labels import NUM_AUS, NUM_EXPRS
+from pasn_jax.labels import NUM_AUS, NUM_EXPRS, TASKS
 
 CCC_EPSILON = 1e-8
-TASKS = ("au", "expr", "va")
 
 
 class LossInputError(ValueError):

@@ -13,7 +13,7 @@ A CCC whose denominator is 0 (one frame, or constant and equal predictions and l
 
 import numpy as np
 
-from pasn_jax.data.labels import (AU_MISSING, AU_NAMES, EXPR_MISSING, EXPR_NAMES, NUM_AUS, NUM_EXPRS, VA_MISSING,
+from pasn_jax.labels import (AU_MISSING, AU_NAMES, EXPR_MISSING, EXPR_NAMES, NUM_AUS, NUM_EXPRS, VA_MISSING,
                                   VA_NAMES)
 
 AU_THRESHOLD = 0.5

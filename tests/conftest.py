@@ -1,21 +1,34 @@
-"""Shared fixtures: one tiny synthetic Aff-Wild2 tree and its shards per test session."""
+"""Shared fixtures: one tiny synthetic Aff-Wild2 tree and its shards per test session, and one persistent XLA
+compilation cache for this process and every command the tests start (the suite compiles the same small programs
+many times; a cached executable is the same program, so no result changes)."""
 
 import os
 
+import jax
 import pytest
 
-from pasn_jax.data import convert, synthetic
+from pasn_jax.data import affwild2
+from pasn_jax.data.synthetic import tree
+from pasn_jax.data.synthetic.prepare import prepare_synthetic
 
 # 8 videos (6 train, 2 val) x 12 frames at 48 px: every kind of Aff-Wild2 label gap, rendered in about a second.
 TINY_TREE = dict(videos=8, frames=12, size=48, seed=0)
 TINY_SHARDS = 3
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(REPO, ".cache", "xla-tests"))
+os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 @pytest.fixture(scope="session")
 def synthetic_tree(tmp_path_factory) -> str:
     """Root of a synthetic Aff-Wild2 tree (TINY_TREE); read-only for tests."""
     root = str(tmp_path_factory.mktemp("data") / "affwild2")
-    synthetic.generate(root, **TINY_TREE)
+    tree.generate(root, **TINY_TREE)
     return root
 
 
@@ -23,7 +36,7 @@ def synthetic_tree(tmp_path_factory) -> str:
 def synthetic_shards(synthetic_tree, tmp_path_factory) -> str:
     """Shard folder converted from `synthetic_tree` (TINY_SHARDS shards per split); read-only for tests."""
     out = str(tmp_path_factory.mktemp("data") / "shards")
-    convert.convert_affwild2(synthetic_tree, out, num_shards=TINY_SHARDS)
+    affwild2.convert(synthetic_tree, out, num_shards=TINY_SHARDS)
     return out
 
 
@@ -64,7 +77,7 @@ def smoke_cache(tmp_path_factory) -> str:
 
     cache = str(tmp_path_factory.mktemp("cache"))
     s = abaw.get_config("smoke").data.synthetic
-    convert.prepare_synthetic(cache, videos=s.videos, frames=s.frames, size=s.size, seed=s.seed,
+    prepare_synthetic(cache, videos=s.videos, frames=s.frames, size=s.size, seed=s.seed,
                               num_shards=s.num_shards)
     return cache
 

@@ -48,15 +48,17 @@ def printed_losses(stdout: str) -> dict[int, float]:
 def load_state(workdir: str, config_arg: str = "smoke", overrides: dict | None = None, step: int | None = None):
     """The train state of a workdir's checkpoint (latest by default), restored on this process's devices."""
     from configs import abaw
-    from pasn_jax import checkpointing, parallel, train_state
+    from pasn_jax import checkpointing, tasks, train_state
 
     config = abaw.get_config(config_arg)
     for key, value in (overrides or {}).items():
         section, _, name = key.rpartition(".")
         (config[section] if section else config)[name] = value
-    model, optimizer, _ = train_state.make_model_and_optimizer(config)
+    task = tasks.load(config)
+    model = task.build_model(config)
+    optimizer, _ = train_state.make_optimizer(model, config, task.trainable_mask)
     sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    abstract = train_state.abstract_train_state(model, optimizer, config, sharding)
+    abstract = train_state.abstract_train_state(model, optimizer, config.model.image_size, sharding)
     ckpt = checkpointing.Checkpointer(workdir, read_only=True)
     state = ckpt.restore(ckpt.latest_step() if step is None else step, abstract)
     ckpt.close()

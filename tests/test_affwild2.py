@@ -6,11 +6,11 @@ import os
 
 import pytest
 
-from pasn_jax.data import affwild2, convert, labels
+from pasn_jax.data import affwild2, convert
 
 
 def test_records_carry_every_label_of_the_text_files(synthetic_tree, expected_labels):
-    for split in labels.SPLIT_SETS:
+    for split in affwild2.SPLIT_SETS:
         read = affwild2.read_split(synthetic_tree, split)
         got = {(r.video, r.frame): (r.au, r.expr, r.va) for r in read.records}
         assert got == expected_labels[split]
@@ -22,7 +22,7 @@ def test_records_carry_every_label_of_the_text_files(synthetic_tree, expected_la
 def test_gap_counts(synthetic_tree):
     with open(os.path.join(synthetic_tree, "synthetic_affwild2.json")) as f:
         marker = json.load(f)
-    reads = [affwild2.read_split(synthetic_tree, s) for s in labels.SPLIT_SETS]
+    reads = [affwild2.read_split(synthetic_tree, s) for s in affwild2.SPLIT_SETS]
     assert sum(r.frames_without_image for r in reads) == marker["faceless_frames"] > 0
     assert sum(r.images_without_label for r in reads) == marker["images_without_label"] > 0
     assert sum(len(r.records) for r in reads) + marker["images_without_label"] == marker["images"]
@@ -39,8 +39,8 @@ def _tree(root, au="AU1,AU2,AU4,AU6,AU7,AU10,AU12,AU15,AU23,AU24,AU25,AU26\n" + 
           expr="Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise\n4\n-1\n", va="valence,arousal\n0.5,-5\n-5,-5\n"):
     """A one-video tree with two frames (images 00001 and 00002) in every Train_Set; returns the file paths."""
     paths = {}
-    for task, task_set in labels.TASK_SETS.items():
-        for split_set in labels.SPLIT_SETS.values():
+    for task, task_set in affwild2.TASK_SETS.items():
+        for split_set in affwild2.SPLIT_SETS.values():
             os.makedirs(os.path.join(root, "annotations", task_set, split_set))
         paths[task] = os.path.join(root, "annotations", task_set, "Train_Set", "v.txt")
         with open(paths[task], "w", newline="") as f:

@@ -1,7 +1,7 @@
 """The commands of benchmarks/README.md at tiny sizes: each prints its numbers, the PyTorch references compute the
 same functions as ours (the check every --vs-torch run prints), and a bad case is one error line. No timing is
-asserted: these numbers only have to exist and be positive. The GPU script's dry run compiles six PASN
-steps (minutes): it is marked slow (`make test-slow`)."""
+asserted: these numbers only have to exist and be positive. The runs against PyTorch and the GPU script's dry run
+(which compiles six PASN steps) take minutes: they are marked slow (`make test-slow`, run by CI)."""
 
 import os
 import re
@@ -32,6 +32,7 @@ def _assert_measured(stdout: str, lines: int):
     assert stdout.startswith("machine: "), stdout
 
 
+@pytest.mark.slow
 def test_train_step_against_torch_is_the_same_network():
     out = _run(sys.executable, "-m", "benchmarks.train_step", "--cases", "resnet50@32", *TINY, "--vs-torch").stdout
     _assert_measured(out, 1)
@@ -40,6 +41,7 @@ def test_train_step_against_torch_is_the_same_network():
     assert "ours/torch per pair" in out, out
 
 
+@pytest.mark.slow
 def test_pasn_inference_against_torch_is_the_same_function():
     out = _run(sys.executable, "-m", "benchmarks.inference", "--cases", "iresnet18@32", *TINY, "--vs-torch").stdout
     _assert_measured(out, 1)
@@ -67,5 +69,5 @@ def test_a_bad_case_is_one_error_line(script):
     proc = _run(sys.executable, "-m", f"benchmarks.{script}", "--cases", "vgg16@112", check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        f"error: --cases: expected BACKBONE@SIZE with BACKBONE in ['iresnet100', 'iresnet18', 'iresnet34', "
-        f"'iresnet50', 'resnet50'], got 'vgg16@112'"], proc.stderr
+        "error: --cases: expected BACKBONE@SIZE with BACKBONE in ['iresnet100', 'iresnet18', 'iresnet34', "
+        "'iresnet50', 'resnet50'], got 'vgg16@112'"], proc.stderr

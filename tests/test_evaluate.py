@@ -9,7 +9,7 @@ from runs import SMOKE_STEPS, run_main, smoke_args
 from pasn_jax import metrics
 from pasn_jax.data import pipeline
 from pasn_jax.data.source import resolve_data_dir
-from pasn_jax.evaluate import read_predictions
+from pasn_jax.predictions import read_predictions
 
 
 def _eval(workdir, cache, *overrides):

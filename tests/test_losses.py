@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pasn_jax import losses
-from pasn_jax.data.labels import AU_MISSING, EXPR_MISSING, VA_MISSING
+from pasn_jax.labels import AU_MISSING, EXPR_MISSING, VA_MISSING
 
 B = 16
 TOL = 1e-5

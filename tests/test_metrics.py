@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
-from pasn_jax.data.labels import AU_MISSING, AU_NAMES, EXPR_MISSING, EXPR_NAMES, VA_MISSING
+from pasn_jax.labels import AU_MISSING, AU_NAMES, EXPR_MISSING, EXPR_NAMES, VA_MISSING
 from pasn_jax import metrics
 from pasn_jax.metrics import MetricsInputError, abaw_metrics
 

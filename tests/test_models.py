@@ -12,7 +12,7 @@ import optax
 import pytest
 
 from pasn_jax import losses
-from pasn_jax.data.labels import NUM_AUS, NUM_EXPRS
+from pasn_jax.labels import NUM_AUS, NUM_EXPRS
 from pasn_jax.models import pasn
 from pasn_jax.models.iresnet import IResNet
 from pasn_jax.models.resnet import ResNet
@@ -493,7 +493,7 @@ def test_missing_field_and_wrong_image_size_are_named():
 # --- the speed formulations compute the same functions and gradients (BENCHMARKS.md) ------------------------------
 
 def test_batch_norm_gradient_in_closed_form_matches_autodiff():
-    from pasn_jax.models.iresnet import batch_normalise
+    from pasn_jax.models.layers import batch_normalise
 
     def reference(x, scale, bias):  # flax's formulation: one-pass biased variance
         mean = jnp.mean(x, (0, 1, 2))
@@ -515,7 +515,7 @@ def test_batch_norm_gradient_in_closed_form_matches_autodiff():
 
 @pytest.mark.parametrize("size", [8, 7])  # even and odd inputs
 def test_stride2_convolution_gradient_matches_autodiff(size):
-    from pasn_jax.models.iresnet import conv3x3_stride2
+    from pasn_jax.models.layers import conv3x3_stride2
 
     def reference(x, k):
         return jax.lax.conv_general_dilated(x, k, (2, 2), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
@@ -532,7 +532,7 @@ def test_stride2_convolution_gradient_matches_autodiff(size):
 
 
 def test_materialise_is_the_identity_with_identity_gradient():
-    from pasn_jax.models.resnet import materialise
+    from pasn_jax.models.layers import materialise
 
     x = images(9, size=8, batch=2)
     y, vjp = jax.vjp(jax.jit(materialise), x)

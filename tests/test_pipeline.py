@@ -11,7 +11,7 @@ import pytest
 import simplejpeg
 
 from conftest import TINY_TREE
-from pasn_jax.data import labels, pipeline, shards
+from pasn_jax.data import affwild2, pipeline, shards
 
 SIZE = TINY_TREE["size"]
 NO_AUGMENT = dict(random_resized_crop=False, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), hflip=False,
@@ -32,7 +32,7 @@ def _check_masks(batch):
 
 
 def test_eval_returns_exactly_the_labels_of_the_text_files(synthetic_tree, synthetic_shards, expected_labels):
-    for split in labels.SPLIT_SETS:
+    for split in affwild2.SPLIT_SETS:
         batches = list(pipeline.eval_dataset(synthetic_shards, batch_size=5, image_size=SIZE, split=split,
                                              shard_index=0, shard_count=1))
         got, order = {}, []

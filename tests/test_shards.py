@@ -10,7 +10,9 @@ import pytest
 from tensorboardX.record_writer import RecordWriter
 from tensorflow_datasets.proto import tf_example_pb2
 
-from pasn_jax.data import affwild2, convert, labels, shards, synthetic
+from pasn_jax.data import affwild2, convert, crc32c, shards
+from pasn_jax.data.synthetic import tree as synthetic
+from pasn_jax.data.synthetic.prepare import prepare_synthetic
 
 
 def _crc32c_bitwise(data: bytes) -> int:
@@ -24,12 +26,12 @@ def _crc32c_bitwise(data: bytes) -> int:
 
 
 def test_crc32c_check_value_and_bitwise_reference():
-    assert shards.crc32c(b"123456789") == 0xE3069283
-    assert shards.crc32c(b"") == 0
+    assert crc32c.crc32c(b"123456789") == 0xE3069283
+    assert crc32c.crc32c(b"") == 0
     rng = np.random.default_rng(0)
     for n in [1, 3, 4, 5, 63, 64, 65, 255, 256, 257, 1000, 4096, 9000]:
         data = rng.integers(0, 256, n, dtype=np.uint8).tobytes()
-        assert shards.crc32c(data) == _crc32c_bitwise(data), n
+        assert crc32c.crc32c(data) == _crc32c_bitwise(data), n
 
 
 def test_framing_matches_tensorboardx_record_writer(tmp_path):
@@ -64,7 +66,7 @@ def test_example_follows_the_record_contract():
 
 
 def test_source_reads_every_record_as_the_reader_gave_it(synthetic_tree, synthetic_shards):
-    for split in labels.SPLIT_SETS:
+    for split in affwild2.SPLIT_SETS:
         expected = affwild2.read_split(synthetic_tree, split).records
         source = shards.ShardSource(synthetic_shards, split)
         metadata = shards.read_metadata(synthetic_shards, split)
@@ -146,7 +148,7 @@ def test_convert_counts_source_and_stale_shards(synthetic_tree, tmp_path, capsys
     out = str(tmp_path / "shards")
     assert convert.main(["affwild2", "--root", tree, "--out", out, "--num-shards", "4"]) == 0
     printed = capsys.readouterr().out
-    for split in labels.SPLIT_SETS:
+    for split in affwild2.SPLIT_SETS:
         metadata = shards.read_metadata(out, split)
         read = affwild2.read_split(tree, split)
         assert metadata["source"] == "synthetic"
@@ -160,7 +162,7 @@ def test_convert_counts_source_and_stale_shards(synthetic_tree, tmp_path, capsys
                 f"labelled AU {metadata['labelled']['au']}, EXPR {metadata['labelled']['expr']}, "
                 f"VA {metadata['labelled']['va']}") in printed
     os.remove(os.path.join(tree, "synthetic_affwild2.json"))
-    convert.convert_affwild2(tree, out, num_shards=2)
+    affwild2.convert(tree, out, num_shards=2)
     assert sorted(f for f in os.listdir(out) if f.startswith("val-")) == [
         "val-00000-of-00002.tfrecord", "val-00000-of-00002.tfrecord.index",
         "val-00001-of-00002.tfrecord", "val-00001-of-00002.tfrecord.index"]
@@ -171,12 +173,12 @@ def test_convert_counts_source_and_stale_shards(synthetic_tree, tmp_path, capsys
 
 def test_prepare_synthetic_is_idempotent_and_atomic(tmp_path, capsys):
     kwargs = dict(videos=3, frames=8, size=32, seed=5, num_shards=2)
-    first = convert.prepare_synthetic(str(tmp_path), **kwargs)
+    first = prepare_synthetic(str(tmp_path), **kwargs)
     assert "rendered" in capsys.readouterr().out
     name = f"synthetic-v{synthetic.GENERATOR_VERSION}-3videos-8frames-32px-seed5-2shards"
     assert os.path.basename(os.path.dirname(first)) == name
     stamp = os.path.getmtime(os.path.join(first, "train.json"))
-    assert convert.prepare_synthetic(str(tmp_path), **kwargs) == first
+    assert prepare_synthetic(str(tmp_path), **kwargs) == first
     assert "using" in capsys.readouterr().out
     assert os.path.getmtime(os.path.join(first, "train.json")) == stamp
     assert sorted(os.listdir(tmp_path)) == [name]

@@ -85,6 +85,7 @@ def test_nonfinite_steps_are_skipped_then_stop_the_run(smoke_cache, tmp_path):
     assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state.params))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["no_prior", "no_streaming"])
 def test_ablation_variants_train(smoke_cache, tmp_path, variant):
     workdir = str(tmp_path / variant)

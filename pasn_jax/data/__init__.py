@@ -1,1 +1,1 @@
-"""Data side: Aff-Wild2 reader, synthetic Aff-Wild2, TFRecord shards, grain pipelines."""
+"""Data side (paper §4.1): dataset readers and converters, TFRecord shards, grain pipelines, the synthetic datasets."""

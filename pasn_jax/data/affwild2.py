@@ -1,5 +1,5 @@
-"""Aff-Wild2 (ABAW2 layout) reader: annotation files + frame paths -> per-frame records (ARCHITECTURE.md,
-"Label conventions").
+"""Aff-Wild2 (ABAW2 layout) reader: annotation files + frame paths -> per-frame records, and their conversion to
+shards (ARCHITECTURE.md, "Label conventions").
 
 Layout: `annotations/{AU_Set,EXPR_Set,VA_Set}/{Train_Set,Validation_Set}/<video>.txt` (a header line, then line i
 labels frame i, 1-based) and `cropped_aligned/<video>/{i:05d}.jpg`. A split's record for a frame carries every
@@ -10,10 +10,16 @@ import dataclasses
 import os
 import re
 
-from pasn_jax.data import labels
+from pasn_jax import labels
+from pasn_jax.data import conversion
 
 IMAGES_DIR = "cropped_aligned"
 ANNOTATIONS_DIR = "annotations"
+# annotations/<task set>/<split set>/<video>.txt
+TASK_SETS = {"au": "AU_Set", "expr": "EXPR_Set", "va": "VA_Set"}
+SPLIT_SETS = {"train": "Train_Set", "val": "Validation_Set"}
+# At the root of a tree the synthetic generator wrote: its conversion stores the source 'synthetic'.
+MARKER_FILE = "synthetic_affwild2.json"
 _IMAGE_NAME = re.compile(r"^(\d{5})\.jpg$")
 
 
@@ -111,8 +117,8 @@ def _image_frames(video_dir: str) -> set[int]:
 def check_tree(root: str) -> None:
     """Raises AffWild2Error naming the first missing folder of the layout."""
     folders = [root, os.path.join(root, IMAGES_DIR), os.path.join(root, ANNOTATIONS_DIR)]
-    folders += [os.path.join(root, ANNOTATIONS_DIR, t, s) for t in labels.TASK_SETS.values()
-                for s in labels.SPLIT_SETS.values()]
+    folders += [os.path.join(root, ANNOTATIONS_DIR, t, s) for t in TASK_SETS.values()
+                for s in SPLIT_SETS.values()]
     for folder in folders:
         if not os.path.isdir(folder):
             raise AffWild2Error(f"{folder}: missing folder (expected the Aff-Wild2 layout "
@@ -123,8 +129,8 @@ def read_split(root: str, split: str) -> SplitRecords:
     """All frame records of `split` ('train' from Train_Set, 'val' from Validation_Set), sorted by (video, frame)."""
     check_tree(root)
     per_task: dict[str, dict[str, list]] = {}
-    for task, task_set in labels.TASK_SETS.items():
-        folder = os.path.join(root, ANNOTATIONS_DIR, task_set, labels.SPLIT_SETS[split])
+    for task, task_set in TASK_SETS.items():
+        folder = os.path.join(root, ANNOTATIONS_DIR, task_set, SPLIT_SETS[split])
         per_task[task] = {name[:-4]: parse_annotation_file(os.path.join(folder, name), task)
                           for name in sorted(os.listdir(folder)) if name.endswith(".txt")}
     videos = sorted(set().union(*per_task.values()))
@@ -134,7 +140,7 @@ def read_split(root: str, split: str) -> SplitRecords:
     for video in videos:
         video_dir = os.path.join(root, IMAGES_DIR, video)
         images = _image_frames(video_dir)
-        task_lines = {task: per_task[task].get(video, []) for task in labels.TASK_SETS}
+        task_lines = {task: per_task[task].get(video, []) for task in TASK_SETS}
         num_frames = max(len(lines) for lines in task_lines.values())
         without_label += sum(1 for f in images if f > num_frames)
         for frame in range(1, num_frames + 1):
@@ -147,5 +153,35 @@ def read_split(root: str, split: str) -> SplitRecords:
                                        image_path=os.path.join(video_dir, f"{frame:05d}.jpg"),
                                        au=value["au"], expr=value["expr"], va=value["va"]))
     return SplitRecords(split=split, records=records, videos=videos,
-                        label_lines={t: sum(len(v) for v in per_task[t].values()) for t in labels.TASK_SETS},
+                        label_lines={t: sum(len(v) for v in per_task[t].values()) for t in TASK_SETS},
                         frames_without_image=without_image, images_without_label=without_label)
+
+
+def _example(record: FrameRecord) -> tuple[dict, tuple[int, int]]:
+    image, shape = conversion.read_jpeg(record.image_path, AffWild2Error)
+    return {"image": image, "video": record.video, "frame": record.frame, "au": record.au, "expr": record.expr,
+            "va": record.va}, shape
+
+
+def convert(root: str, out: str, *, num_shards: int = 8, source: str | None = None) -> dict:
+    """Converts both splits of an Aff-Wild2 tree to shards in `out`; returns {split: metadata}. The source defaults
+    to 'synthetic' when the tree carries the generator's marker file, else 'affwild2'."""
+    if num_shards < 1:
+        raise AffWild2Error(f"--num-shards must be >= 1, got {num_shards}")
+    check_tree(root)
+    if source is None:
+        source = "synthetic" if os.path.isfile(os.path.join(root, MARKER_FILE)) else "affwild2"
+    result = {}
+    for split in SPLIT_SETS:
+        read = read_split(root, split)
+        counts = {"label_lines": read.label_lines, "frames_without_image": read.frames_without_image,
+                  "images_without_label": read.images_without_label}
+        result[split] = conversion.write_split(out, split, read.records, _example, num_shards=num_shards,
+                                               source=source, counts=counts)
+    return result
+
+
+def describe(metadata: dict) -> str:
+    """One line of counts of a converted split, with the label lines and images the reader left out."""
+    return (f"{conversion.describe(metadata)}; {metadata['frames_without_image']} label lines without image skipped, "
+            f"{metadata['images_without_label']} images without label line ignored")

@@ -20,7 +20,8 @@ import simplejpeg
 from absl import flags
 from PIL import Image
 
-from pasn_jax.data import labels, shards
+from pasn_jax import labels
+from pasn_jax.data import shards
 
 _GREY = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601 luma weights, as PIL's "L" conversion
 _CROP_ATTEMPTS = 10

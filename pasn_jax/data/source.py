@@ -5,7 +5,7 @@ import os
 import jax
 from jax.experimental import multihost_utils
 
-from pasn_jax.data import convert
+from pasn_jax.data.synthetic.prepare import prepare_synthetic
 
 NO_DATA_MESSAGE = (
     "config.data.dir is not set: convert Aff-Wild2 with `python -m pasn_jax.data.convert affwild2 --root ROOT "
@@ -24,11 +24,11 @@ def resolve_data_dir(data_config) -> str:
         kwargs = dict(videos=s.videos, frames=s.frames, size=s.size, seed=s.seed, num_shards=s.num_shards)
         cache_dir = os.path.expanduser(s.cache_dir)
         if jax.process_index() == 0:
-            out = convert.prepare_synthetic(cache_dir, **kwargs)
+            out = prepare_synthetic(cache_dir, **kwargs)
         if jax.process_count() > 1:
             multihost_utils.sync_global_devices("pasn_jax: synthetic Aff-Wild2 prepared")
         if jax.process_index() != 0:
-            out = convert.prepare_synthetic(cache_dir, **kwargs)
+            out = prepare_synthetic(cache_dir, **kwargs)
         return out
     if data_config.source != "shards":
         raise ValueError(f"config.data.source: expected 'shards' or 'synthetic', got {data_config.source!r}")

@@ -1,4 +1,5 @@
-"""IResNet-18/34/50/100: the insightface (arcface_torch) face-recognition backbone (ARCHITECTURE.md "Model").
+"""IResNet-18/34/50/100: the insightface (arcface_torch) face-recognition backbone, the towers of the prior (paper §3.2;
+ARCHITECTURE.md "Model").
 
 Layout, names and shapes follow insightface's `recognition/arcface_torch/backbones/iresnet.py`, so that its
 PyTorch `state_dict` maps onto these parameters one to one (the mapping is in `pasn_jax/models/README.md`):
@@ -16,12 +17,12 @@ Batch norm: eps 1e-5, momentum 0.9 (PyTorch's momentum 0.1). Convolutions are in
 does; dense layers use flax's default (LeCun normal, zero bias).
 """
 
-import functools
 from typing import Any
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
+
+from pasn_jax.models.layers import Conv1x1, Conv3x3, PReLU, ResidualBlock, Tower, batch_norm
 
 # Blocks per stage of the named depths (insightface's iresnet18/34/50/100).
 IRESNET_LAYERS = {
@@ -32,196 +33,16 @@ IRESNET_LAYERS = {
 }
 STAGE_STRIDE = 2
 NUM_STAGES = 4
-BN_MOMENTUM = 0.9  # PyTorch momentum 0.1
-BN_EPSILON = 1e-5
 conv_init = nn.initializers.normal(stddev=0.1)
-
-
-class PReLU(nn.Module):
-    """Per-channel PReLU (torch.nn.PReLU(num_parameters=C)): x if x >= 0 else a_c * x, a initialised to 0.25.
-
-    Written max(x, 0) + a * min(x, 0), which XLA:CPU fuses into fewer passes than a select (BENCHMARKS.md); the
-    value is the same everywhere, the gradient differs only at x == 0 exactly (a tie that jnp.maximum splits).
-    """
-
-    dtype: Any = jnp.float32
-
-    @nn.compact
-    def __call__(self, x):
-        negative_slope = self.param("negative_slope", nn.initializers.constant(0.25), (x.shape[-1],))  # [C]
-        return jnp.maximum(x, 0) + negative_slope.astype(self.dtype) * jnp.minimum(x, 0)
-
-
-def _batch_statistics(x):
-    """Mean and biased variance over every axis but the channels (last), float32, one pass (E[x^2] - E[x]^2,
-    clipped at 0), as flax's BatchNorm with use_fast_variance computes them."""
-    axes = tuple(range(x.ndim - 1))
-    x = x.astype(jnp.float32)
-    mean = jnp.mean(x, axes)
-    return mean, jnp.maximum(jnp.mean(jnp.square(x), axes) - jnp.square(mean), 0.0)
-
-
-def _normalise_forward(x, scale, bias, epsilon):
-    mean, var = _batch_statistics(x)
-    inv = jax.lax.rsqrt(var + epsilon)  # [C]
-    y = ((x.astype(jnp.float32) - mean) * (inv * scale) + bias).astype(x.dtype)
-    return (y, mean, var), (x, mean, inv, scale)
-
-
-def _normalise_backward(epsilon, residuals, cotangents):
-    """The batch-norm gradient in closed form: with x^ = (x - mean) * inv and g the output cotangent,
-    dbias = sum g, dscale = sum g x^, dx = scale * inv * (g - (dbias + x^ dscale) / m) over the m values per channel.
-    mean and var are outputs for the running averages only; their cotangents are not used."""
-    del epsilon
-    x, mean, inv, scale = residuals
-    g = cotangents[0].astype(jnp.float32)
-    axes = tuple(range(x.ndim - 1))
-    m = x.size // x.shape[-1]
-    x_hat = (x.astype(jnp.float32) - mean) * inv
-    dbias = jnp.sum(g, axes)
-    dscale = jnp.sum(g * x_hat, axes)
-    dx = (scale * inv) * (g - (dbias + x_hat * dscale) / m)
-    return dx.astype(x.dtype), dscale, dbias
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def batch_normalise(x, scale, bias, epsilon):
-    """Training-mode batch norm of x [..., C]: (y, batch mean, batch biased variance); gradient in closed form."""
-    return _normalise_forward(x, scale, bias, epsilon)[0]
-
-
-batch_normalise.defvjp(_normalise_forward, _normalise_backward)
-
-
-class BatchNorm(nn.Module):
-    """Batch norm with flax.linen.BatchNorm's variables (params scale, bias; batch_stats mean, var) and semantics
-    (biased batch variance, running averages with `momentum`), over every axis but the last.
-
-    Training mode uses `batch_normalise`, whose hand-written gradient (two fused reductions and one elementwise
-    pass) replaces the longer autodiff graph of flax's version; measured faster on XLA:CPU (BENCHMARKS.md).
-    """
-
-    use_running_average: bool
-    momentum: float = BN_MOMENTUM
-    epsilon: float = BN_EPSILON
-    use_scale: bool = True
-    dtype: Any = jnp.float32
-
-    @nn.compact
-    def __call__(self, x):
-        channels = x.shape[-1]
-        running_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((channels,), jnp.float32))
-        running_var = self.variable("batch_stats", "var", lambda: jnp.ones((channels,), jnp.float32))
-        scale = self.param("scale", nn.initializers.ones, (channels,)) if self.use_scale else \
-            jnp.ones((channels,), jnp.float32)
-        bias = self.param("bias", nn.initializers.zeros, (channels,))
-        x = x.astype(self.dtype)
-        if self.use_running_average:
-            multiplier = jax.lax.rsqrt(running_var.value + self.epsilon) * scale
-            return ((x.astype(jnp.float32) - running_mean.value) * multiplier + bias).astype(self.dtype)
-        y, mean, var = batch_normalise(x, scale, bias, self.epsilon)
-        if not self.is_initializing():
-            running_mean.value = self.momentum * running_mean.value + (1 - self.momentum) * mean
-            running_var.value = self.momentum * running_var.value + (1 - self.momentum) * var
-        return y
-
-
-def batch_norm(train: bool, dtype: Any, name: str, use_scale: bool = True) -> BatchNorm:
-    """A PyTorch-equivalent batch norm (eps 1e-5, running statistics with momentum 0.1)."""
-    return BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
-                     use_scale=use_scale, dtype=dtype, name=name)
-
-
-def _conv(x, kernel, stride: int, padding):
-    return jax.lax.conv_general_dilated(x, kernel, (stride, stride), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
-
-
-# Sub-pixel form of the stride-2 3x3 convolution's input gradient: input row 2a + p receives the output-gradient
-# rows a + d (d = 0, 1) through kernel row SUBPIXEL_ROWS[p][d] (p = 0: g[a] w[1]; p = 1: g[a] w[2] + g[a + 1] w[0]),
-# and likewise for columns.
-SUBPIXEL_ROWS = {0: (1,), 1: (2, 0)}
-
-
-@jax.custom_vjp
-def conv3x3_stride2(x, kernel):
-    """3x3 convolution, stride 2, padding 1 (NHWC x HWIO). Same function as lax.conv_general_dilated; its input
-    gradient is four stride-1 convolutions of the output gradient (one per output parity) interleaved, instead of
-    XLA's input-dilated convolution, which XLA:CPU runs ~3x slower (BENCHMARKS.md)."""
-    return _conv(x, kernel, 2, ((1, 1), (1, 1)))
-
-
-def _conv3x3_stride2_forward(x, kernel):
-    return conv3x3_stride2(x, kernel), (x, kernel)
-
-
-def _conv3x3_stride2_backward(residuals, g):
-    x, kernel = residuals
-    batch, height, width, channels = x.shape
-    out_height, out_width = g.shape[1:3]
-    transposed = jnp.swapaxes(kernel, 2, 3)  # [3, 3, out, in]
-    rows = []
-    for p in (0, 1):
-        cols = []
-        for q in (0, 1):
-            sub = transposed[jnp.array(SUBPIXEL_ROWS[p])][:, jnp.array(SUBPIXEL_ROWS[q])]  # [1|2, 1|2, out, in]
-            pad = ((0, sub.shape[0] - 1), (0, sub.shape[1] - 1))  # g[a + 1] past the end is 0
-            cols.append(_conv(g, sub, 1, pad))  # [B, H/2, W/2, in]: input pixels (2a + p, 2b + q)
-        rows.append(jnp.stack(cols, axis=3))  # [B, H/2, W/2, 2 (q), in]
-    dx = jnp.stack(rows, axis=2).reshape(batch, 2 * out_height, 2 * out_width, channels)[:, :height, :width]
-    dkernel = jax.vjp(lambda k: _conv(x, k, 2, ((1, 1), (1, 1))), kernel)[1](g)[0]
-    return dx, dkernel
-
-
-conv3x3_stride2.defvjp(_conv3x3_stride2_forward, _conv3x3_stride2_backward)
-
-
-class Conv3x3(nn.Module):
-    """Bias-free 3x3 convolution with PyTorch's symmetric padding 1 (not 'SAME', which pads stride-2 inputs
-    asymmetrically); kernel [3, 3, in, out] as nn.Conv holds it. Stride 2 goes through `conv3x3_stride2`."""
-
-    features: int
-    stride: int = 1
-    dtype: Any = jnp.float32
-    kernel_init: Any = conv_init
-
-    @nn.compact
-    def __call__(self, x):
-        kernel = self.param("kernel", self.kernel_init, (3, 3, x.shape[-1], self.features)).astype(self.dtype)
-        x = x.astype(self.dtype)
-        if self.stride == 2:
-            return conv3x3_stride2(x, kernel)
-        return _conv(x, kernel, self.stride, ((1, 1), (1, 1)))
 
 
 def conv3x3(features: int, stride: int, dtype: Any, name: str) -> Conv3x3:
     """insightface's conv3x3 (N(0, 0.1) initialisation)."""
-    return Conv3x3(features, stride, dtype, name=name)
+    return Conv3x3(features, stride, dtype, conv_init, name=name)
 
 
-class Conv1x1(nn.Module):
-    """Bias-free 1x1 convolution with stride s, kernel [1, 1, in, out] as nn.Conv holds it (the PyTorch mapping is
-    unchanged), computed as a matmul on the input subsampled by s: the same function, and XLA:CPU's gradient of a
-    strided 1x1 convolution is far slower than this one's (BENCHMARKS.md)."""
-
-    features: int
-    stride: int = 1
-    dtype: Any = jnp.float32
-    kernel_init: Any = conv_init
-
-    @nn.compact
-    def __call__(self, x):
-        kernel = self.param("kernel", self.kernel_init, (1, 1, x.shape[-1], self.features))
-        x = x[:, ::self.stride, ::self.stride, :].astype(self.dtype)  # [B, H/s, W/s, in]
-        return jax.lax.dot_general(x, kernel[0, 0].astype(self.dtype), (((3,), (0,)), ((), ())))
-
-
-class IBasicBlock(nn.Module):
+class IBasicBlock(ResidualBlock):
     """insightface's IBasicBlock; the stride sits on conv2, the downsample branch exists when stride > 1."""
-
-    features: int
-    stride: int
-    downsample: bool
-    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, train: bool):
@@ -233,19 +54,15 @@ class IBasicBlock(nn.Module):
         out = batch_norm(train, self.dtype, "bn3")(out)
         identity = x
         if self.downsample:
-            identity = Conv1x1(self.features, self.stride, self.dtype, name="downsample_0")(x)
+            identity = Conv1x1(self.features, self.stride, self.dtype, conv_init, name="downsample_0")(x)
             identity = batch_norm(train, self.dtype, "downsample_1")(identity)
         return out + identity
 
 
-class IResNet(nn.Module):
+class IResNet(Tower):
     """IResNet backbone: images [B, S, S, 3] in [-1, 1] -> embedding [B, embedding_dim] (S = image_size)."""
 
     layers: tuple[int, ...] = IRESNET_LAYERS["iresnet50"]
-    width: int = 64
-    embedding_dim: int = 512
-    dropout: float = 0.0
-    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, images, train: bool = False):
@@ -253,14 +70,8 @@ class IResNet(nn.Module):
         x = conv3x3(self.width, 1, self.dtype, "conv1")(x)
         x = batch_norm(train, self.dtype, "bn1")(x)
         x = PReLU(self.dtype, name="prelu")(x)
-        in_features = self.width
-        for stage, blocks in enumerate(self.layers):
-            features = self.width * 2**stage
-            for block in range(blocks):
-                stride = STAGE_STRIDE if block == 0 else 1
-                x = IBasicBlock(features, stride, downsample=stride != 1 or in_features != features,
-                                dtype=self.dtype, name=f"layer{stage + 1}_{block}")(x, train)
-                in_features = features
+        x = self.residual_stages(x, train, IBasicBlock, expansion=1,
+                                 stride=lambda stage, index: STAGE_STRIDE if index == 0 else 1)
         x = batch_norm(train, self.dtype, "bn2")(x)  # [B, S/16, S/16, 8 * width]
         x = jnp.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], -1)  # PyTorch's NCHW flatten order
         x = nn.Dropout(self.dropout, deterministic=not train)(x)

@@ -17,10 +17,9 @@ Bottleneck widths are width * (1, 2, 4, 8), outputs 4x that (2048 at width 64). 
 from typing import Any
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
-from pasn_jax.models.iresnet import Conv3x3, batch_norm
+from pasn_jax.models.layers import Conv3x3, ResidualBlock, Tower, batch_norm, materialise
 
 RESNET_LAYERS = {"resnet50": (3, 4, 6, 3)}
 EXPANSION = 4
@@ -28,7 +27,7 @@ conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 
 def conv(features: int, kernel: int, stride: int, dtype: Any, name: str) -> nn.Module:
-    """Bias-free convolution with PyTorch's symmetric padding kernel // 2 (3x3 ones through iresnet.Conv3x3)."""
+    """Bias-free convolution with PyTorch's symmetric padding kernel // 2 (3x3 ones through layers.Conv3x3)."""
     if kernel == 3:
         return Conv3x3(features, stride, dtype, conv_init, name=name)
     pad = kernel // 2
@@ -36,34 +35,8 @@ def conv(features: int, kernel: int, stride: int, dtype: Any, name: str) -> nn.M
                    use_bias=False, kernel_init=conv_init, dtype=dtype, name=name)
 
 
-def _plus_zero_product(x):
-    """x + x[..., :1] @ 0 ([1, C] zeros): x for finite x; a branch with a dot, so that `materialise`'s cond stays."""
-    zeros = jnp.zeros((1, x.shape[-1]), x.dtype)
-    return x + jax.lax.dot_general(x[..., :1], zeros, (((x.ndim - 1,), (0,)), ((), ())))
-
-
-def materialise(x):
-    """x unchanged (for finite x), kept in memory as it is: XLA:CPU otherwise fuses the whole residual stream of a
-    stage (every earlier block's batch-norm + add + ReLU) into each consumer, recomputing it in every fusion and in
-    the transposed copies that the kernel gradients read, which made the training step ~1.4x slower (BENCHMARKS.md).
-
-    On CPU, a lax.cond on isfinite(x[0, ..., 0]) is a fusion boundary XLA keeps as long as one branch is not
-    trivial; the other branch, x + x[..., :1] @ 0, is taken only when that entry is not finite and then differs from
-    x only where x is not finite. Gradients pass through the same cond. Other backends get x itself: the
-    recomputation is XLA:CPU's, and a cond there would read its predicate back from the device per block.
-    """
-    if jax.default_backend() != "cpu":
-        return x
-    return jax.lax.cond(jnp.isfinite(x[(0,) * x.ndim]), lambda v: v, _plus_zero_product, x)
-
-
-class Bottleneck(nn.Module):
+class Bottleneck(ResidualBlock):
     """torchvision's Bottleneck (expansion 4); the downsample branch exists where the shape changes."""
-
-    features: int
-    stride: int
-    downsample: bool
-    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, train: bool):
@@ -80,14 +53,10 @@ class Bottleneck(nn.Module):
         return materialise(nn.relu(out + identity))
 
 
-class ResNet(nn.Module):
+class ResNet(Tower):
     """ResNet backbone: images [B, S, S, 3] in [-1, 1] -> embedding [B, embedding_dim]."""
 
     layers: tuple[int, ...] = RESNET_LAYERS["resnet50"]
-    width: int = 64
-    embedding_dim: int = 512
-    dropout: float = 0.0
-    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, images, train: bool = False):
@@ -95,14 +64,8 @@ class ResNet(nn.Module):
         x = conv(self.width, 7, 2, self.dtype, "conv1")(x)
         x = nn.relu(batch_norm(train, self.dtype, "bn1")(x))
         x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
-        in_features = self.width
-        for stage, blocks in enumerate(self.layers):
-            features = self.width * 2**stage
-            for block in range(blocks):
-                stride = 2 if block == 0 and stage > 0 else 1
-                x = Bottleneck(features, stride, downsample=stride != 1 or in_features != features * EXPANSION,
-                               dtype=self.dtype, name=f"layer{stage + 1}_{block}")(x, train)
-                in_features = features * EXPANSION
+        x = self.residual_stages(x, train, Bottleneck, expansion=EXPANSION,
+                                 stride=lambda stage, index: 2 if index == 0 and stage > 0 else 1)
         x = jnp.mean(x, axis=(1, 2))  # [B, 8 * width * 4]
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
         return nn.Dense(self.embedding_dim, dtype=self.dtype, name="fc")(x)  # [B, embedding_dim]

@@ -23,9 +23,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-NUM_AUS = 12  # paper §3.3 output sizes
-NUM_EXPRS = 7
-NUM_VA = 2
+from pasn_jax.labels import NUM_AUS, NUM_EXPRS, NUM_VA
+
 AU_FEATURE_DIM = 16
 EXPR_FEATURE_DIM = 64
 VA_FEATURE_DIM = 64

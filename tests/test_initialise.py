@@ -1,22 +1,26 @@
-"""The initial train state: the identity tower's batch-norm statistics measured on training images when it has no
-weight file (precise BN), checked against the layers' own batch statistics computed independently."""
+"""The towers' initialisation policy: the identity tower's batch-norm statistics measured on training images when it
+has no weight file (precise BN), checked against the layers' own batch statistics computed independently; f_expr
+started from f_id."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from configs import abaw
 from pasn_jax import train_state
-from pasn_jax.models import pasn
+from pasn_jax.models import initialise, pasn
 
 
 @pytest.fixture(scope="module")
 def smoke():
     config = abaw.get_config("smoke")
     config.model.dropout = 0.0
-    model, _, _ = train_state.make_model_and_optimizer(config)
-    return config, model
+    return config, pasn.build_model(config.model)
+
+
+def initial_variables(model, identity_images=()):
+    variables = jax.jit(lambda r: train_state.init_variables(model, model.image_size, r))(jax.random.key(0))
+    return initialise.initial_variables(model, variables, files={}, identity_images=identity_images)
 
 
 def images(seed, batch=8, size=32):
@@ -25,9 +29,9 @@ def images(seed, batch=8, size=32):
 
 def test_one_batch_makes_inference_mode_equal_training_mode_on_it(smoke):
     config, model = smoke
-    variables = train_state.initial_variables(model, config, jax.random.key(0))
+    variables = initial_variables(model)
     x = images(1)
-    measured = train_state.measure_identity_statistics(model, variables, [x])
+    measured = initialise.measure_identity_statistics(model, variables, [x])
     tower = pasn.tower_module(model)
     before, after = pasn.get_tower(variables, "f_id"), pasn.get_tower(measured, "f_id")
     training = tower.apply(before, x, train=True, mutable=["batch_stats"])[0]
@@ -41,9 +45,9 @@ def test_one_batch_makes_inference_mode_equal_training_mode_on_it(smoke):
 
 def test_statistics_are_the_mean_over_batches_of_each_batch_statistic(smoke):
     config, model = smoke
-    variables = train_state.initial_variables(model, config, jax.random.key(0))
+    variables = initial_variables(model)
     batches = [images(2), images(3)]
-    stats = pasn.get_tower(train_state.measure_identity_statistics(model, variables, batches), "f_id")["batch_stats"]
+    stats = pasn.get_tower(initialise.measure_identity_statistics(model, variables, batches), "f_id")["batch_stats"]
     kernel = np.asarray(pasn.get_tower(variables, "f_id")["params"]["conv1"]["kernel"])  # [3, 3, 3, width]
     means, variances = [], []
     for x in batches:  # the first batch norm's input: conv1 (3x3, padding 1), in numpy
@@ -58,7 +62,7 @@ def test_statistics_are_the_mean_over_batches_of_each_batch_statistic(smoke):
 def test_initial_variables_start_f_expr_from_the_measured_f_id(smoke):
     config, model = smoke
     x = images(4)
-    variables = train_state.initial_variables(model, config, jax.random.key(0), [x])
+    variables = initial_variables(model, [x])
     f_id, f_expr = pasn.get_tower(variables, "f_id"), pasn.get_tower(variables, "f_expr")
     assert jax.tree.all(jax.tree.map(np.array_equal, f_expr, f_id))
     assert not np.allclose(f_id["batch_stats"]["bn1"]["var"], 1.0)
@@ -71,19 +75,20 @@ def test_initial_variables_start_f_expr_from_the_measured_f_id(smoke):
         return np.asarray(state["intermediates"]["prior"]["__call__"][0])
 
     np.testing.assert_allclose(emb(variables), 0.0, atol=1e-4)
-    assert np.sqrt(np.mean(emb(train_state.initial_variables(model, config, jax.random.key(0))) ** 2)) > 0.1
+    assert np.sqrt(np.mean(emb(initial_variables(model)) ** 2)) > 0.1
 
 
 @pytest.mark.parametrize("prior, f_id, batches, expected", [
-    (True, "", 8, True), (True, "", 0, False), (True, "f_id.pth", 8, False), (False, "", 8, False)])
+    (True, "", 8, 8), (True, "", 0, 0), (True, "f_id.pth", 8, 0), (False, "", 8, 0)])
 def test_measured_only_for_a_prior_without_identity_weights(prior, f_id, batches, expected):
     config = abaw.get_config("smoke")
-    config.model.prior, config.model.weights.f_id, config.model.identity_stats_batches = prior, f_id, batches
-    assert train_state.measures_identity_statistics(config) is expected
+    config.model.prior, config.model.weights.f_id = prior, f_id
+    model = pasn.build_model(config.model)
+    assert initialise.identity_statistics_batches(model, config.model.weights, batches) == expected
 
 
 def test_a_negative_batch_count_is_named():
     config = abaw.get_config("smoke")
-    config.model.identity_stats_batches = -1
+    model = pasn.build_model(config.model)
     with pytest.raises(pasn.ModelConfigError, match=r"model.identity_stats_batches: expected an int >= 0, got -1"):
-        train_state.measures_identity_statistics(config)
+        initialise.identity_statistics_batches(model, config.model.weights, -1)

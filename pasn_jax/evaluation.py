@@ -1,0 +1,58 @@
+"""What every task's evaluator shares: predicting a whole split on the mesh in every process, and the result and
+files of an evaluation (`workdir/eval/<step>/`)."""
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable, Iterable, Sequence
+
+import jax
+import numpy as np
+
+from pasn_jax import parallel
+
+_STRING_BYTES = 128  # string fields (video names) travel between processes as fixed-width bytes
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalResult:
+    step: int
+    split: str
+    frames: int  # examples scored
+    scores: dict  # the task's metrics (logged to TensorBoard under eval/)
+    chance: dict  # the same metrics of trivial predictors on the same examples
+
+
+def eval_dir(workdir: str, step: int) -> str:
+    return os.path.join(workdir, "eval", str(step))
+
+
+def predict_split(predict: Callable, variables, batches: Iterable[dict], mesh, host_keys: Sequence[str]) -> dict:
+    """Runs `predict(variables, images)` (jitted over the mesh, replicated output) on every batch of this process's
+    share of a split and returns, in every process, the predictions and the `host_keys` fields of all processes'
+    examples whose `valid` is True, as host numpy arrays (batches in process order; string fields as str)."""
+    parts = []
+    for local in batches:
+        images = parallel.global_batch({"image": local["image"]}, mesh)["image"]
+        predictions = jax.device_get(predict(variables, images))
+        host, strings = {}, []
+        for key in (*host_keys, "valid"):
+            value = np.asarray(local[key])
+            if value.dtype.kind in "US":
+                strings.append(key)
+                value = value.astype(f"S{_STRING_BYTES}").view(np.uint8).reshape(-1, _STRING_BYTES)
+            host[key] = value
+        host = parallel.gather_to_host(host)
+        keep = host.pop("valid").astype(bool)
+        for key in strings:
+            host[key] = np.ascontiguousarray(host[key]).view(f"S{_STRING_BYTES}")[:, 0].astype(str)
+        parts.append({k: v[keep] for k, v in {**predictions, **host}.items()})
+    return {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
+
+
+def write_json(path: str, obj) -> None:
+    """Writes `obj` as JSON under a temporary name, then renames it into place."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2)
+    os.replace(tmp, path)

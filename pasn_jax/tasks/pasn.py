@@ -1,0 +1,129 @@
+"""The paper's multi-task training (§3.3, §4.1): PASN on Aff-Wild2 shards with the masked multi-task loss (eq. 7),
+evaluated with the ABAW2 metrics (§4.2): `workdir/eval/<step>/{metrics.json,predictions.csv}`.
+
+A task of the one training loop (`pasn_jax/tasks/__init__.py` lists what a task provides).
+"""
+
+import functools
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pasn_jax import evaluation, losses, metrics, parallel, predictions, train_state
+from pasn_jax.data import pipeline
+from pasn_jax.data.source import resolve_data_dir
+from pasn_jax.models import initialise, pasn
+
+BATCH_KEYS = ("image", "au", "au_mask", "expr", "expr_mask", "va", "va_mask")
+trainable_mask = pasn.trainable_mask
+
+
+def build_model(config) -> pasn.PASN:
+    return pasn.build_model(config.model)
+
+
+def prepare_data(config) -> str:
+    return resolve_data_dir(config.data)
+
+
+def train_batches(config, data_dir: str, *, batch_size: int, seed: int, worker_count: int, shard_index: int,
+                  shard_count: int):
+    return pipeline.train_dataset(data_dir, batch_size=batch_size, image_size=config.data.image_size, seed=seed,
+                                  augment=config.data.augment, worker_count=worker_count, shard_index=shard_index,
+                                  shard_count=shard_count)
+
+
+def initial_variables(model, config, rng, data_dir: str, mesh) -> tuple[dict, str]:
+    """Random variables, then `initialise.initial_variables` with f_id's statistics measured on
+    `model.identity_stats_batches` global batches of augmented training images, drawn in another order than
+    training's (seed + 1)."""
+    variables = jax.device_get(jax.jit(lambda r: train_state.init_variables(model, config.model.image_size, r))(rng))
+    weights = config.model.weights
+    count = initialise.identity_statistics_batches(model, weights, config.model.identity_stats_batches)
+    images = []
+    if count:
+        batches = train_batches(config, data_dir, batch_size=parallel.per_process_batch_size(config.batch_size, mesh),
+                                seed=config.seed + 1, worker_count=0, shard_index=jax.process_index(),
+                                shard_count=jax.process_count())
+        images = [parallel.global_batch(next(batches), mesh)["image"] for _ in range(count)]
+    variables = initialise.initial_variables(model, variables, files=initialise.tower_files(model, weights),
+                                             identity_images=images, expr_from_id=config.model.init_expr_from_id)
+    note = f"f_id batch-norm statistics measured on {count * config.batch_size} training images" if count else ""
+    return variables, note
+
+
+def loss_fn(model, config):
+    """The total loss (eq. 7) of a batch, with the task losses (eq. 3, 4, 6) as metrics."""
+    weights = {"au": config.loss.au, "expr": config.loss.expr, "va": config.loss.va}
+
+    def loss(variables, batch, rng):
+        outputs, updated = model.apply(variables, batch["image"], train=True, rngs={"dropout": rng},
+                                       mutable=["batch_stats"])
+        total, per_task = losses.multitask_loss(outputs, batch, smoothing=config.loss.smoothing, weights=weights)
+        return total, {f"loss_{k}": v for k, v in per_task.items()}, updated["batch_stats"]
+
+    return loss
+
+
+def _predict(model, variables, images):
+    outputs = model.apply(variables, images, train=False)
+    return {"au_prob": jax.nn.sigmoid(outputs["au"].astype(jnp.float32)),  # [B, 12]
+            "expr_prob": jax.nn.softmax(outputs["expr"].astype(jnp.float32)),  # [B, 7]
+            "va_pred": outputs["va"].astype(jnp.float32)}  # [B, 2]
+
+
+class Evaluator:
+    """Predicts a split on the mesh and scores it; every process runs it, process 0 writes the files."""
+
+    def __init__(self, model, config, data_dir: str, mesh):
+        self.config, self.data_dir, self.mesh = config, data_dir, mesh
+        self.split = config.eval.split
+        self.local_batch_size = parallel.per_process_batch_size(config.data.eval_batch_size, mesh)
+        repl, data = parallel.replicated(mesh), parallel.batch_sharding(mesh)
+        self._predict = jax.jit(functools.partial(_predict, model), in_shardings=(repl, data), out_shardings=repl)
+
+    def predict(self, variables) -> dict:
+        """All frames of the split, in order: predictions, labels, video and frame as host numpy arrays."""
+        batches = pipeline.eval_dataset(self.data_dir, batch_size=self.local_batch_size,
+                                        image_size=self.config.data.image_size, split=self.split,
+                                        shard_index=jax.process_index(), shard_count=jax.process_count())
+        p = evaluation.predict_split(self._predict, variables, batches, self.mesh,
+                                     ("au", "expr", "va", "frame", "video"))
+        # Processes hold contiguous shares; put their interleaved batches back in stored (video, frame) order.
+        order = np.lexsort((p["frame"], p["video"]))
+        return {k: v[order] for k, v in p.items()}
+
+    def run(self, variables, step: int, workdir: str | None = None) -> evaluation.EvalResult:
+        """Predicts, scores, and (process 0, with a workdir) writes eval/<step>/{metrics.json,predictions.csv};
+        metrics.json holds the scores, and under "chance" those of trivial predictors on the same frames."""
+        p = self.predict(variables)
+        scores = metrics.abaw_metrics(p["au_prob"], p["au"], p["expr_prob"], p["expr"], p["va_pred"], p["va"])
+        result = evaluation.EvalResult(step=step, split=self.split, frames=len(p["frame"]),
+                                       scores={k: float(v) for k, v in scores.items()},
+                                       chance=metrics.chance_metrics(p["au"], p["expr"], p["va"]))
+        if workdir is not None and jax.process_index() == 0:
+            out_dir = evaluation.eval_dir(workdir, step)
+            os.makedirs(out_dir, exist_ok=True)
+            predictions.write_predictions(os.path.join(out_dir, "predictions.csv"), p)
+            evaluation.write_json(os.path.join(out_dir, "metrics.json"),
+                                  dict(step=step, split=self.split, frames=result.frames, **result.scores,
+                                       chance=result.chance))
+        return result
+
+
+def format_table(result: evaluation.EvalResult) -> str:
+    """The ABAW table of an evaluation, with the trivial predictors' scores beside it."""
+    s, c = result.scores, result.chance
+    zeros, ones, majority, mean = c["au_all_zeros"], c["au_all_ones"], c["expr_majority"], c["va_mean"]
+    return "\n".join([
+        f"ABAW2 metrics at step {result.step} on {result.split} ({result.frames} frames)",
+        "         F1      TAcc    score          | chance",
+        f"  AU     {s['au_f1']:.4f}  {s['au_tacc']:.4f}  S_AU   {s['s_au']:.4f}  | all-zeros F1 {zeros['au_f1']:.4f} "
+        f"TAcc {zeros['au_tacc']:.4f}; all-ones F1 {ones['au_f1']:.4f} TAcc {ones['au_tacc']:.4f}",
+        f"  EXPR   {s['expr_f1']:.4f}  {s['expr_tacc']:.4f}  S_EXPR {s['s_expr']:.4f}  | majority class F1 "
+        f"{majority['expr_f1']:.4f} TAcc {majority['expr_tacc']:.4f}",
+        f"  VA     CCC_V {s['ccc_v']:.4f}  CCC_A {s['ccc_a']:.4f}  S_VA {s['s_va']:.4f}  | mean prediction CCC_V "
+        f"{mean['ccc_v']:.4f} CCC_A {mean['ccc_a']:.4f}",
+    ])
