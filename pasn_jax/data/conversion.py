@@ -24,56 +24,97 @@ def read_jpeg(path: str, error: type[Exception]) -> tuple[bytes, tuple[int, int]
     return data, (height, width)
 
 
-def label_statistics(au: np.ndarray, expr: np.ndarray, va: np.ndarray) -> dict:
-    """Labelled counts per task, the expression histogram and the AU positive rates of au [N, 12], expr [N],
-    va [N, 2] (sentinels where not annotated)."""
-    au_labelled = au != labels.AU_MISSING
-    positives = ((au == 1) & au_labelled).sum(0)
-    return {
-        "labelled": {"au": int(au_labelled.any(1).sum()), "expr": int((expr != labels.EXPR_MISSING).sum()),
-                     "va": int((va != labels.VA_MISSING).all(1).sum())},
-        "expr_histogram": {n: int((expr == i).sum()) for i, n in enumerate(labels.EXPR_NAMES)},
-        "au_positive_rate": {n: round(float(positives[i] / max(1, au_labelled[:, i].sum())), 4)
-                             for i, n in enumerate(labels.AU_NAMES)},
-    }
+class _FrameStatistics:
+    """What `<split>.json` says of frame records, counted as they stream by: labelled frames per task, the
+    expression histogram, AU positive rates, videos, identities and image sizes."""
+
+    def __init__(self):
+        self.au_labelled = np.zeros(labels.NUM_AUS, np.int64)  # per AU
+        self.au_positive = np.zeros(labels.NUM_AUS, np.int64)
+        self.frames_with_au = 0
+        self.expr = np.zeros(labels.NUM_EXPRS, np.int64)
+        self.va = 0
+        self.videos, self.identities, self.sizes = set(), set(), {}
+
+    def add(self, fields: Mapping, shape: tuple) -> None:
+        au = np.asarray(fields["au"])
+        labelled = au != labels.AU_MISSING
+        self.au_labelled += labelled
+        self.au_positive += labelled & (au == 1)
+        self.frames_with_au += bool(labelled.any())
+        if fields["expr"] != labels.EXPR_MISSING:
+            self.expr[int(fields["expr"])] += 1
+        self.va += bool(np.all(np.asarray(fields["va"]) != labels.VA_MISSING))
+        self.videos.add(fields["video"])
+        if fields.get("identity", shards.IDENTITY_UNKNOWN) != shards.IDENTITY_UNKNOWN:
+            self.identities.add(int(fields["identity"]))
+        self.sizes[shape] = self.sizes.get(shape, 0) + 1
+
+    def summary(self) -> dict:
+        return {
+            "num_videos": len(self.videos), "num_identities": len(self.identities),
+            "labelled": {"au": self.frames_with_au, "expr": int(self.expr.sum()), "va": self.va},
+            "expr_histogram": {n: int(self.expr[i]) for i, n in enumerate(labels.EXPR_NAMES)},
+            "au_positive_rate": {n: round(float(self.au_positive[i] / max(1, self.au_labelled[i])), 4)
+                                 for i, n in enumerate(labels.AU_NAMES)},
+            "image_sizes": {f"{h}x{w}": n for (h, w), n in sorted(self.sizes.items())},
+        }
+
+
+class _TripletStatistics:
+    """What `<split>.json` says of triplet records: how many of each triplet type."""
+
+    def __init__(self):
+        self.types = {1: 0, 2: 0, 3: 0}
+
+    def add(self, fields: Mapping, shape: tuple) -> None:
+        self.types[int(fields["triplet_type"])] += 1
+
+    def summary(self) -> dict:
+        return {"triplet_types": {f"{k}_class": n for k, n in self.types.items()}}
+
+
+def forget_split(out: str, split: str) -> None:
+    """Removes `<split>.json` from `out`: from here on the folder does not claim the split is whole (converters
+    call it before reading their input, so that a failed conversion never leaves an earlier one's claim)."""
+    path = os.path.join(out, f"{split}.json")
+    if os.path.exists(path):
+        os.remove(path)
 
 
 def write_split(out: str, split: str, records: Sequence, example: Callable[[object], tuple[Mapping, tuple]], *,
-                num_shards: int, source: str, counts: Mapping) -> dict:
+                num_shards: int, source: str, counts: Mapping, kind: str = "frame") -> dict:
     """Writes `records` in order as `<split>-*-of-*.tfrecord` (+ index) into `out`, then `<split>.json`; returns
-    that metadata. `example(record)` gives a record's shard fields (image, video, frame, au, expr, va; `source` is
-    added) and its image's (height, width). The metadata holds the label statistics, the image sizes and `counts`
-    (the reader's own tallies, e.g. lines skipped). Stale shards of an earlier conversion are removed."""
+    that metadata. `records` is read by index, one at a time (it may load each lazily: memory stays bounded).
+    `example(record)` gives a record's shard fields (frames: image, video, frame, au, expr, va, identity; triplets:
+    images, triplet_type, key; `source` is added) and its image's (height, width). The metadata holds the
+    statistics of the records and `counts` (the reader's own tallies, e.g. lines skipped). Stale shards of an
+    earlier conversion are removed; a failed one leaves no `<split>.json` and no temporary files."""
     os.makedirs(out, exist_ok=True)
-    metadata_path = os.path.join(out, f"{split}.json")
-    if os.path.exists(metadata_path):  # from here on the folder does not claim this split is whole
-        os.remove(metadata_path)
+    forget_split(out, split)
     count = max(1, min(num_shards, len(records)))
     bounds = np.linspace(0, len(records), count + 1).round().astype(int)
-    sizes: dict = {}
-    au, expr, va, videos = [], [], [], set()
+    statistics = _FrameStatistics() if kind == "frame" else _TripletStatistics()
 
-    def examples(part):
-        for record in part:
-            fields, shape = example(record)
-            sizes[shape] = sizes.get(shape, 0) + 1
-            au.append(fields["au"])
-            expr.append(fields["expr"])
-            va.append(fields["va"])
-            videos.add(fields["video"])
+    def examples(start: int, stop: int):
+        for i in range(start, stop):
+            fields, shape = example(records[i])
+            statistics.add(fields, shape)
             yield {**fields, "source": source}
 
-    entries = [shards.write_shard(os.path.join(out, shards.shard_name(split, i, count)),
-                                  examples(records[bounds[i]:bounds[i + 1]])) for i in range(count)]
+    try:
+        entries = [shards.write_shard(os.path.join(out, shards.shard_name(split, i, count)),
+                                      examples(bounds[i], bounds[i + 1]), kind) for i in range(count)]
+    except BaseException:  # an interrupted shard leaves its temporaries: remove them
+        for partial in glob.glob(os.path.join(out, f"{split}-*-of-*.tfrecord*.tmp")):
+            os.remove(partial)
+        raise
     keep = {e["file"] for e in entries} | {e["index"] for e in entries}
     for stale in glob.glob(os.path.join(out, f"{split}-*-of-*.tfrecord*")):
         if os.path.basename(stale) not in keep:
             os.remove(stale)
-    statistics = label_statistics(np.asarray(au, np.int64).reshape(-1, labels.NUM_AUS), np.asarray(expr, np.int64),
-                                  np.asarray(va, np.float64).reshape(-1, labels.NUM_VA))
-    metadata = {"format_version": shards.FORMAT_VERSION, "split": split, "source": source,
-                "num_records": len(records), "num_videos": len(videos), "shards": entries, **statistics, **counts,
-                "image_sizes": {f"{h}x{w}": n for (h, w), n in sorted(sizes.items())}}
+    metadata = {"format_version": shards.FORMAT_VERSION, "split": split, "record": kind, "source": source,
+                "num_records": len(records), "shards": entries, **statistics.summary(), **counts}
     shards.write_metadata(out, split, metadata)
     return metadata
 

@@ -1,13 +1,49 @@
-"""CLI: a dataset tree -> TFRecord shards per split (ARCHITECTURE.md, "Shard record contract").
+"""CLI: a dataset in its release layout -> TFRecord shards (ARCHITECTURE.md, "Shard record contract").
 
     python -m pasn_jax.data.convert affwild2 --root ROOT --out OUT [--num-shards N] [--source NAME]
+    python -m pasn_jax.data.convert insightface --root FOLDER --out OUT [--num-shards N]
+    python -m pasn_jax.data.convert fec --csv CSV --images DIR --out OUT --split train|test [--url-map CSV]
+        [--size 112] [--skip-missing]
+
+affwild2: Aff-Wild2 (ABAW2 layout), both splits. insightface: a face-recognition training set (train.rec, train.idx,
+property: MS1MV3, Glint360K, CASIA-WebFace...) streamed into split 'train' with identities; the verification sets
+beside it (*.bin) are copied next to the shards, where the face-identity stage evaluates on them. fec: one CSV of
+Google's FEC (expression-similarity triplets) with the images downloaded into a folder.
 """
 
 import argparse
+import glob
+import os
+import shutil
 import sys
 import time
 
-from pasn_jax.data import affwild2, shards
+from pasn_jax.data import affwild2, fec, insightface, recordio, shards
+
+
+def _affwild2(args) -> list[str]:
+    metadata = affwild2.convert(args.root, args.out, num_shards=args.num_shards, source=args.source)
+    return [affwild2.describe(metadata[split]) for split in affwild2.SPLIT_SETS]
+
+
+def _insightface(args) -> list[str]:
+    metadata = insightface.convert_identities(args.root, args.out, num_shards=args.num_shards,
+                                              source=args.source or "recordio")
+    copied = []
+    for path in sorted(glob.glob(os.path.join(args.root, "*.bin"))):
+        target = os.path.join(args.out, os.path.basename(path))
+        shutil.copy(path, target + ".tmp")
+        os.replace(target + ".tmp", target)
+        copied.append(os.path.basename(path))
+    return [f"train: {metadata['num_records']} images of {metadata['num_identities']} identities "
+            f"({metadata['num_classes']} classes) in {len(metadata['shards'])} shards",
+            f"verification sets copied: {', '.join(copied) or 'none'}"]
+
+
+def _fec(args) -> list[str]:
+    metadata = fec.convert(args.csv, args.images, args.out, args.split, url_map=args.url_map, size=args.size,
+                           num_shards=args.num_shards, source=args.source or "fec", skip_missing=args.skip_missing)
+    return [fec.describe(metadata)]
 
 
 def main(argv=None) -> int:
@@ -15,19 +51,32 @@ def main(argv=None) -> int:
     commands = parser.add_subparsers(dest="dataset", required=True)
     command = commands.add_parser("affwild2", help="an Aff-Wild2 (ABAW2 layout) tree, real or synthetic")
     command.add_argument("--root", required=True, help="folder holding cropped_aligned/ and annotations/")
-    command.add_argument("--out", required=True, help="shard folder to write")
-    command.add_argument("--num-shards", type=int, default=8, help="shards per split")
-    command.add_argument("--source", default=None, help="source name stored in every record "
-                         "(default: 'synthetic' for the generator's trees, else 'affwild2')")
+    command.set_defaults(run=_affwild2, shards=8)
+    command = commands.add_parser("insightface", help="an insightface face-recognition training set folder")
+    command.add_argument("--root", required=True, help="folder holding train.rec, train.idx, property (and *.bin)")
+    command.set_defaults(run=_insightface, shards=8)
+    command = commands.add_parser("fec", help="a CSV of Google's FEC triplets and its downloaded images")
+    command.add_argument("--csv", required=True, help="faceexp-comparison-data-{train,test}-public.csv")
+    command.add_argument("--images", required=True, help="folder of the images, named as their URLs' last part")
+    command.add_argument("--split", required=True, help="split name to write (train, test)")
+    command.add_argument("--url-map", default=None, help="CSV of url,path lines where names differ")
+    command.add_argument("--size", type=int, default=112, help="side of the face crops, px")
+    command.add_argument("--skip-missing", action="store_true", help="skip (and count) triplets with a missing image")
+    command.set_defaults(run=_fec, shards=4)
+    for command in commands.choices.values():
+        command.add_argument("--out", required=True, help="shard folder to write")
+        command.add_argument("--num-shards", type=int, default=command.get_default("shards"), help="shards per split")
+        command.add_argument("--source", default=None, help="source name stored in every record (default: the "
+                             "dataset's; 'synthetic' for the generator's Aff-Wild2 trees)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     try:
-        metadata = affwild2.convert(args.root, args.out, num_shards=args.num_shards, source=args.source)
-    except (affwild2.AffWild2Error, shards.ShardError, OSError) as e:
+        lines = args.run(args)
+    except (affwild2.AffWild2Error, recordio.RecordIOError, fec.FECError, shards.ShardError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    for split in affwild2.SPLIT_SETS:
-        print(affwild2.describe(metadata[split]))
+    for line in lines:
+        print(line)
     print(f"wrote {args.out} in {time.perf_counter() - start:.1f} s")
     return 0
 

@@ -5,6 +5,13 @@ where data is a serialized tf.train.Example (tensorflow-datasets' bundled proto,
 each shard `<shard>.index` holds the byte offsets of its records plus the file size as little-endian uint64
 [num_records + 1], so record i is one `os.pread` (safe under grain's reader threads). `<split>.json` is written
 last and names every shard with its record count and size: a shard folder without it is not whole.
+
+Two kinds of record (the split's `record` in `<split>.json`; "frame" when absent):
+- frame: image (JPEG bytes), video, frame (1-based), au [12], expr, va [2], identity (the person's class index for
+  face-identity training, -1 when unknown; absent in shards written before it existed), source.
+- triplet (expression similarity, FEC): images (3 JPEGs: the two most similar faces first, the odd one out last),
+  triplet_type (how many expression classes the three show: 1, 2 or 3), key (where the triplet came from, e.g.
+  `train.csv:12`), source.
 """
 
 import json
@@ -19,7 +26,9 @@ from pasn_jax import labels
 from pasn_jax.data.crc32c import masked_crc32c
 
 _HEADER = struct.Struct("<Q")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: frames carry `identity`; triplet records
+IDENTITY_UNKNOWN = -1
+RECORD_KINDS = ("frame", "triplet")
 
 
 class ShardError(ValueError):
@@ -50,7 +59,8 @@ def unframe_record(framed: bytes, where: str) -> bytes:
 
 
 def encode_example(record: Mapping) -> bytes:
-    """Serializes one frame record by the shard record contract (keys image, video, frame, au, expr, va, source)."""
+    """Serializes one frame record (keys image, video, frame, au, expr, va, source; identity optional, -1 if
+    absent)."""
     example = tf_example_pb2.Example()
     feature = example.features.feature
     feature["image"].bytes_list.value.append(record["image"])
@@ -59,13 +69,14 @@ def encode_example(record: Mapping) -> bytes:
     feature["au"].int64_list.value.extend(int(v) for v in record["au"])
     feature["expr"].int64_list.value.append(int(record["expr"]))
     feature["va"].float_list.value.extend(float(v) for v in record["va"])
+    feature["identity"].int64_list.value.append(int(record.get("identity", IDENTITY_UNKNOWN)))
     feature["source"].bytes_list.value.append(record["source"].encode())
     return example.SerializeToString()
 
 
 def decode_example(data: bytes, where: str) -> dict:
-    """Parses one serialized record into {image: bytes, video: str, frame: int, au: int32[12], expr: int,
-    va: float32[2], source: str}."""
+    """Parses one serialized frame record into {image: bytes, video: str, frame: int, au: int32[12], expr: int,
+    va: float32[2], identity: int, source: str}."""
     try:
         feature = tf_example_pb2.Example.FromString(data).features.feature
         record = {
@@ -75,6 +86,7 @@ def decode_example(data: bytes, where: str) -> dict:
             "au": np.asarray(feature["au"].int64_list.value, np.int32),
             "expr": int(feature["expr"].int64_list.value[0]),
             "va": np.asarray(feature["va"].float_list.value, np.float32),
+            "identity": int(feature["identity"].int64_list.value[0]) if "identity" in feature else IDENTITY_UNKNOWN,
             "source": feature["source"].bytes_list.value[0].decode(),
         }
     except (IndexError, UnicodeDecodeError, ValueError) as e:  # protobuf's DecodeError is a ValueError
@@ -85,17 +97,50 @@ def decode_example(data: bytes, where: str) -> dict:
     return record
 
 
+def encode_triplet(record: Mapping) -> bytes:
+    """Serializes one triplet record (keys images: 3 JPEGs, the odd one out last; triplet_type; key; source)."""
+    example = tf_example_pb2.Example()
+    feature = example.features.feature
+    feature["images"].bytes_list.value.extend(record["images"])
+    feature["triplet_type"].int64_list.value.append(int(record["triplet_type"]))
+    feature["key"].bytes_list.value.append(record["key"].encode())
+    feature["source"].bytes_list.value.append(record["source"].encode())
+    return example.SerializeToString()
+
+
+def decode_triplet(data: bytes, where: str) -> dict:
+    """Parses one serialized triplet record into {images: [3 bytes], triplet_type: int, key: str, source: str}."""
+    try:
+        feature = tf_example_pb2.Example.FromString(data).features.feature
+        record = {"images": list(feature["images"].bytes_list.value),
+                  "triplet_type": int(feature["triplet_type"].int64_list.value[0]),
+                  "key": feature["key"].bytes_list.value[0].decode(),
+                  "source": feature["source"].bytes_list.value[0].decode()}
+    except (IndexError, UnicodeDecodeError, ValueError) as e:
+        raise ShardError(f"{where}: not a valid triplet record ({e})") from None
+    if len(record["images"]) != 3 or record["triplet_type"] not in (1, 2, 3):
+        raise ShardError(f"{where}: expected 3 images and a triplet type in 1..3, got {len(record['images'])} "
+                         f"images and type {record['triplet_type']}")
+    return record
+
+
+_ENCODERS = {"frame": encode_example, "triplet": encode_triplet}
+_DECODERS = {"frame": decode_example, "triplet": decode_triplet}
+
+
 def shard_name(split: str, index: int, count: int) -> str:
     return f"{split}-{index:05d}-of-{count:05d}.tfrecord"
 
 
-def write_shard(path: str, records: Iterable[Mapping]) -> dict:
-    """Writes one shard and its index under temporary names, then renames them; returns its metadata entry."""
+def write_shard(path: str, records: Iterable[Mapping], kind: str = "frame") -> dict:
+    """Writes one shard of `kind` records and its index under temporary names, then renames them; returns its
+    metadata entry."""
+    encode = _ENCODERS[kind]
     offsets = [0]
     tmp, tmp_index = path + ".tmp", path + ".index.tmp"
     with open(tmp, "wb") as f:
         for record in records:
-            framed = frame_record(encode_example(record))
+            framed = frame_record(encode(record))
             f.write(framed)
             offsets.append(offsets[-1] + len(framed))
     with open(tmp_index, "wb") as f:
@@ -133,17 +178,26 @@ def read_metadata(data_dir: str, split: str) -> dict:
     return metadata
 
 
+def record_kind(metadata: Mapping, path: str = "metadata") -> str:
+    """The kind of record a split holds ('frame' or 'triplet')."""
+    kind = metadata.get("record", "frame")
+    if kind not in RECORD_KINDS:
+        raise ShardError(f"{path}: record kind {kind!r} is not one of {', '.join(RECORD_KINDS)}")
+    return kind
+
+
 class ShardSource:
-    """grain RandomAccessDataSource over all shards of a split, in stored (video, frame) order.
+    """grain RandomAccessDataSource over all shards of a split, in stored order.
 
     Opens files lazily per process (picklable for grain workers); reads with os.pread (thread safe); checks
-    every record's CRCs. source[i] -> dict record (see decode_example).
+    every record's CRCs. source[i] -> dict record (decode_example or decode_triplet, by the split's record kind).
     """
 
     def __init__(self, data_dir: str, split: str):
         self._data_dir = data_dir
         self._split = split
         metadata = read_metadata(data_dir, split)
+        self.kind = record_kind(metadata, os.path.join(data_dir, f"{split}.json"))
         self._shards = [os.path.join(data_dir, s["file"]) for s in metadata["shards"]]
         counts = [int(s["num_records"]) for s in metadata["shards"]]
         self._starts = np.cumsum([0] + counts)  # [num_shards + 1]: global index of each shard's first record
@@ -203,7 +257,7 @@ class ShardSource:
         where = f"{self._shards[shard]}: record {k}"
         start, stop = int(self._offsets[shard][k]), int(self._offsets[shard][k + 1])
         framed = os.pread(self._fd(shard), stop - start, start)  # one read, no shared file position
-        return decode_example(unframe_record(framed, where), where)
+        return _DECODERS[self.kind](unframe_record(framed, where), where)
 
     def close(self, _close=os.close):
         for fd in self._fds.values():
