@@ -113,7 +113,8 @@ def batch_norm(train: bool, dtype: Any, name: str, use_scale: bool = True) -> Ba
 
 
 def _conv(x, kernel, stride: int, padding):
-    return jax.lax.conv_general_dilated(x, kernel, (stride, stride), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return jax.lax.conv_general_dilated(x, kernel, (stride, stride), padding,
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
 # Sub-pixel form of the stride-2 3x3 convolution's input gradient: input row 2a + p receives the output-gradient
@@ -242,3 +243,18 @@ class Tower(nn.Module):
                           name=f"layer{stage + 1}_{index}")(x, train)
                 in_features = features * expansion
         return x
+
+
+def normalise(x, axis=-1, epsilon=1e-12):
+    """L2 normalisation x / sqrt(sum x^2 + epsilon) along `axis`, in float32: a finite value (0) and a finite
+    gradient (I / sqrt(epsilon)) at x = 0, unlike x / |x|."""
+    x = jnp.asarray(x, jnp.float32)
+    return x * jax.lax.rsqrt(jnp.sum(x * x, axis=axis, keepdims=True) + epsilon)
+
+
+def cosine_logits(embeddings, weights):
+    """cos(theta_ij) = <e_i / |e_i|, w_j / |w_j|> of embeddings [B, D] and class columns weights [D, C] -> [B, C]."""
+    if jnp.ndim(embeddings) != 2 or jnp.ndim(weights) != 2 or jnp.shape(weights)[0] != jnp.shape(embeddings)[1]:
+        raise ValueError(f"cosine_logits: expected embeddings [B, D] and weights [D, C], got "
+                         f"{list(jnp.shape(embeddings))} and {list(jnp.shape(weights))}")
+    return normalise(embeddings, axis=-1) @ normalise(weights, axis=0)
