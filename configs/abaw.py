@@ -26,58 +26,27 @@ Variants combine with commas (`configs/abaw.py:demo,no_streaming`). Any key can 
 
 import ml_collections
 
-VARIANTS = ("demo", "smoke", "no_prior", "no_streaming")
+from configs import common
+
+VARIANTS = ("demo", "smoke", "no_prior", "no_streaming", "random_prior")
+DEMO_RUNS = "runs/demo"  # where `make demo` keeps its three stages' workdirs (face_id, dln, pasn)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     variants = [v for v in (arg or "").split(",") if v]
-    for v in variants:
-        if v not in VARIANTS:
-            raise ValueError(f"configs/abaw.py: unknown variant {v!r}; expected one of {', '.join(VARIANTS)}")
+    common.check_variants("configs/abaw.py", variants, VARIANTS)
 
-    c = ml_collections.ConfigDict()
-    c.task = "pasn"  # the training task (pasn_jax/tasks)
-    c.seed = 0
-    c.batch_size = 80  # global, over all devices and processes (paper §4.1)
-    c.num_steps = 100_000
-    c.log_every = 100
-    c.eval_every = 5_000
-    c.checkpoint_every = 1_000
-    c.keep_checkpoints = 3
-    c.max_nonfinite_in_a_row = 20  # consecutive non-finite losses/gradients that stop the run
-
-    c.data = ml_collections.ConfigDict()
-    c.data.dir = ""  # converted Aff-Wild2 shards (python -m pasn_jax.data.convert affwild2 ...)
-    c.data.source = "shards"  # "shards": read data.dir; "synthetic": render + convert into data.synthetic.cache_dir
-    c.data.image_size = 224
-    c.data.worker_count = 0
-    c.data.eval_batch_size = 80  # global
-    c.data.augment = ml_collections.ConfigDict(dict(
-        random_resized_crop=True, crop_scale=(0.8, 1.0), crop_ratio=(0.9, 1.1), hflip=True, color_jitter=0.2))
+    c = common.base_config("pasn")
     c.data.synthetic = ml_collections.ConfigDict(dict(
         cache_dir="~/.cache/pasn_jax", videos=64, frames=150, size=112, seed=0, num_shards=4))
-
-    c.model = ml_collections.ConfigDict()
-    c.model.backbone = "iresnet50"
-    c.model.width = 64
-    c.model.layers = None  # None: the named depth; e.g. (1, 1, 1, 1) for a tiny network
-    c.model.embedding_dim = 512
-    c.model.image_size = c.data.get_ref("image_size")
     c.model.prior = True
     c.model.streaming = True
-    c.model.dropout = 0.0
-    c.model.dtype = "float32"
     c.model.init_expr_from_id = True  # DLN: both towers start from the same face-recognition network
-    c.model.identity_stats_batches = 8  # f_id without a weight file: batch-norm statistics from 8 training batches
-    c.model.weights = ml_collections.ConfigDict(dict(f_expr="", f_id=""))  # PyTorch state_dict files per tower
-
+    c.model.identity_stats_batches = 8  # a random f_id: batch-norm statistics from 8 training batches
+    c.model.weights = ml_collections.ConfigDict(dict(f_expr="", f_id=""))  # a workdir or PyTorch file per tower
+    c.model.prior_from = ""  # a DLN workdir: both towers from it (configs/dln.py)
     c.loss = ml_collections.ConfigDict(dict(smoothing=0.9, au=1.0, expr=1.0, va=1.0))
-
-    c.optim = ml_collections.ConfigDict(dict(
-        lr=0.002, momentum=0.9, nesterov=False, weight_decay=5e-4,
-        t0_steps=10_000, t_mult=2.0, eta_min=0.0, warmup_steps=0))
-
-    c.eval = ml_collections.ConfigDict(dict(step=-1, split="val"))  # step -1: the latest checkpoint
+    c.eval.split = "val"
 
     if "no_prior" in variants:
         c.model.prior = False
@@ -85,20 +54,23 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     if "no_streaming" in variants:
         c.model.streaming = False
     if "demo" in variants:
-        _demo(c)
+        _demo(c, trained_prior="random_prior" not in variants)
     if "smoke" in variants:
         _smoke(c)
     return c
 
 
-def _demo(c):
-    """A small PASN on the synthetic Aff-Wild2: minutes on 2 CPU cores (README, "Demo results")."""
+def _demo(c, trained_prior: bool):
+    """A small PASN on the synthetic Aff-Wild2: minutes on 2 CPU cores (README, "Demo results"); with the prior,
+    its towers come from the demo's DLN stage (random_prior: a random f_id, today's measured statistics)."""
     c.data.source = "synthetic"
-    c.data.image_size = 64
     c.data.synthetic.update(videos=64, frames=150, size=112, seed=0, num_shards=4)  # 48 train, 16 val people
     c.data.augment.update(crop_scale=(0.85, 1.0), color_jitter=0.1)
-    c.model.update(backbone="iresnet18" if c.model.prior else "resnet50", width=16, layers=(1, 1, 1, 1),
-                   embedding_dim=512)
+    common.use_tower(c, common.DEMO_TOWER, common.DEMO_IMAGE_SIZE)
+    if not c.model.prior:
+        c.model.backbone = "resnet50"
+    elif trained_prior:
+        c.model.prior_from = f"{DEMO_RUNS}/dln"
     c.batch_size = 32
     c.data.eval_batch_size = 128
     c.num_steps = 1_500
@@ -111,11 +83,11 @@ def _demo(c):
 def _smoke(c):
     """Seconds: a tiny synthetic set and network, for tests."""
     c.data.source = "synthetic"
-    c.data.image_size = 32
     c.data.synthetic.update(videos=6, frames=12, size=48, seed=0, num_shards=2)
     c.data.augment.update(color_jitter=0.0)
-    c.model.update(backbone="iresnet18" if c.model.prior else "resnet50", width=8, layers=(1, 1, 1, 1),
-                   embedding_dim=32)
+    common.use_tower(c, common.SMOKE_TOWER, common.SMOKE_IMAGE_SIZE)
+    if not c.model.prior:
+        c.model.backbone = "resnet50"
     c.batch_size = 8
     c.data.eval_batch_size = 16
     c.num_steps = 20

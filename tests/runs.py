@@ -55,7 +55,7 @@ def load_state(workdir: str, config_arg: str = "smoke", overrides: dict | None =
         section, _, name = key.rpartition(".")
         (config[section] if section else config)[name] = value
     task = tasks.load(config)
-    model = task.build_model(config)
+    model = task.build_model(config, None)
     optimizer, _ = train_state.make_optimizer(model, config, task.trainable_mask)
     sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     abstract = train_state.abstract_train_state(model, optimizer, config.model.image_size, sharding)

@@ -8,7 +8,7 @@ import pytest
 
 from configs import abaw
 from pasn_jax import train_state
-from pasn_jax.models import initialise, pasn
+from pasn_jax.models import initialise, pasn, towers
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def smoke():
 
 def initial_variables(model, identity_images=()):
     variables = jax.jit(lambda r: train_state.init_variables(model, model.image_size, r))(jax.random.key(0))
-    return initialise.initial_variables(model, variables, files={}, identity_images=identity_images)
+    return initialise.initial_variables(model, variables, trained={}, identity_images=identity_images)
 
 
 def images(seed, batch=8, size=32):
@@ -32,23 +32,23 @@ def test_one_batch_makes_inference_mode_equal_training_mode_on_it(smoke):
     variables = initial_variables(model)
     x = images(1)
     measured = initialise.measure_identity_statistics(model, variables, [x])
-    tower = pasn.tower_module(model)
-    before, after = pasn.get_tower(variables, "f_id"), pasn.get_tower(measured, "f_id")
+    tower = towers.tower_module(model)
+    before, after = towers.get_tower(variables, "f_id"), towers.get_tower(measured, "f_id")
     training = tower.apply(before, x, train=True, mutable=["batch_stats"])[0]
     np.testing.assert_allclose(tower.apply(after, x, train=False), training, atol=1e-4, rtol=1e-4)
     # the initial statistics (mean 0, variance 1) normalise nothing: far from training mode
     assert np.max(np.abs(tower.apply(before, x, train=False) - training)) > 0.5
     assert jax.tree.all(jax.tree.map(np.array_equal, measured["params"], variables["params"]))
-    assert jax.tree.all(jax.tree.map(np.array_equal, pasn.get_tower(measured, "f_expr"),
-                                     pasn.get_tower(variables, "f_expr")))
+    assert jax.tree.all(jax.tree.map(np.array_equal, towers.get_tower(measured, "f_expr"),
+                                     towers.get_tower(variables, "f_expr")))
 
 
 def test_statistics_are_the_mean_over_batches_of_each_batch_statistic(smoke):
     config, model = smoke
     variables = initial_variables(model)
     batches = [images(2), images(3)]
-    stats = pasn.get_tower(initialise.measure_identity_statistics(model, variables, batches), "f_id")["batch_stats"]
-    kernel = np.asarray(pasn.get_tower(variables, "f_id")["params"]["conv1"]["kernel"])  # [3, 3, 3, width]
+    stats = towers.get_tower(initialise.measure_identity_statistics(model, variables, batches), "f_id")["batch_stats"]
+    kernel = np.asarray(towers.get_tower(variables, "f_id")["params"]["conv1"]["kernel"])  # [3, 3, 3, width]
     means, variances = [], []
     for x in batches:  # the first batch norm's input: conv1 (3x3, padding 1), in numpy
         x = np.pad(np.asarray(x, np.float64), ((0, 0), (1, 1), (1, 1), (0, 0)))
@@ -63,7 +63,7 @@ def test_initial_variables_start_f_expr_from_the_measured_f_id(smoke):
     config, model = smoke
     x = images(4)
     variables = initial_variables(model, [x])
-    f_id, f_expr = pasn.get_tower(variables, "f_id"), pasn.get_tower(variables, "f_expr")
+    f_id, f_expr = towers.get_tower(variables, "f_id"), towers.get_tower(variables, "f_expr")
     assert jax.tree.all(jax.tree.map(np.array_equal, f_expr, f_id))
     assert not np.allclose(f_id["batch_stats"]["bn1"]["var"], 1.0)
 
@@ -78,17 +78,16 @@ def test_initial_variables_start_f_expr_from_the_measured_f_id(smoke):
     assert np.sqrt(np.mean(emb(initial_variables(model)) ** 2)) > 0.1
 
 
-@pytest.mark.parametrize("prior, f_id, batches, expected", [
-    (True, "", 8, 8), (True, "", 0, 0), (True, "f_id.pth", 8, 0), (False, "", 8, 0)])
-def test_measured_only_for_a_prior_without_identity_weights(prior, f_id, batches, expected):
+@pytest.mark.parametrize("prior, trained, batches, expected", [
+    (True, [], 8, 8), (True, [], 0, 0), (True, ["f_id"], 8, 0), (True, ["f_expr"], 8, 8), (False, [], 8, 0)])
+def test_measured_only_for_a_prior_without_identity_weights(prior, trained, batches, expected):
     config = abaw.get_config("smoke")
-    config.model.prior, config.model.weights.f_id = prior, f_id
+    config.model.prior = prior
     model = pasn.build_model(config.model)
-    assert initialise.identity_statistics_batches(model, config.model.weights, batches) == expected
+    assert initialise.identity_statistics_batches(model, trained, batches) == expected
 
 
 def test_a_negative_batch_count_is_named():
-    config = abaw.get_config("smoke")
-    model = pasn.build_model(config.model)
-    with pytest.raises(pasn.ModelConfigError, match=r"model.identity_stats_batches: expected an int >= 0, got -1"):
-        initialise.identity_statistics_batches(model, config.model.weights, -1)
+    model = pasn.build_model(abaw.get_config("smoke").model)
+    with pytest.raises(towers.ModelConfigError, match=r"model.identity_stats_batches: expected an int >= 0, got -1"):
+        initialise.identity_statistics_batches(model, [], -1)

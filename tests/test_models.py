@@ -13,7 +13,7 @@ import pytest
 
 from pasn_jax import losses
 from pasn_jax.labels import NUM_AUS, NUM_EXPRS
-from pasn_jax.models import pasn
+from pasn_jax.models import pasn, towers
 from pasn_jax.models.iresnet import IResNet
 from pasn_jax.models.resnet import ResNet
 
@@ -128,7 +128,7 @@ def test_documented_parameter_counts(backbone, size):
     params = abstract_variables(model, size)["params"]
     tower = count(params["backbone"])
     assert tower == TOWER_PARAMS[backbone, size]
-    layers = pasn.DEFAULT_LAYERS[backbone]
+    layers = towers.DEFAULT_LAYERS[backbone]
     if backbone.startswith("iresnet"):
         assert tower + 512 == iresnet_torch_count(layers, 64, size, 512)
     else:
@@ -142,7 +142,7 @@ def test_resnet50_with_1000_classes_has_torchvisions_count_and_pasn_totals():
     assert count(abstract_variables(model, 224)["params"]["backbone"]) == 25_557_032  # torchvision resnet50
     model = pasn.build_model(SimpleNamespace(**{**REAL, "backbone": "iresnet50", "streaming": False}))
     params = abstract_variables(model, 112)["params"]
-    mask = pasn.trainable_mask(params)
+    mask = towers.trainable_mask(params)
     trainable = sum(p.size for p, t in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(mask)) if t)
     assert count(params) == 2 * TOWER_PARAMS["iresnet50", 112] + HEADS_PARAMS[False]
     assert trainable == TOWER_PARAMS["iresnet50", 112] + HEADS_PARAMS[False]
@@ -233,13 +233,13 @@ def to_torch_state(tower_variables):
 
 def test_iresnet_and_resnet50_map_one_to_one_onto_pytorch_state_dicts():
     ir = pasn.build_model(SimpleNamespace(**{**REAL, "prior": True}))  # iresnet18, 112 px
-    tower = pasn.get_tower(abstract_variables(ir, 112), "f_id")
+    tower = towers.get_tower(abstract_variables(ir, 112), "f_id")
     got = {k: tuple(v.shape) for k, v in jax.eval_shape(to_torch_state, tower).items()}
     expected = insightface_keys((2, 2, 2, 2), 64, 112, 512)
     assert expected.pop("features.weight") == (512,)  # fixed at 1 in insightface: use_scale=False here
     assert got == expected
     rn = pasn.build_model(SimpleNamespace(**{**REAL, "backbone": "resnet50", "image_size": 224, "prior": False}))
-    tower = pasn.get_tower(abstract_variables(rn, 224), "backbone")
+    tower = towers.get_tower(abstract_variables(rn, 224), "backbone")
     got = {k: tuple(v.shape) for k, v in jax.eval_shape(to_torch_state, tower).items()}
     assert got == torchvision_keys((3, 4, 6, 3), 64, 512)
 
@@ -365,7 +365,7 @@ def test_one_sgd_step_changes_every_trainable_parameter_and_nothing_of_the_ident
         lambda path, x: x + rng.normal(0, 0.2, x.shape).astype(x.dtype) if path[-1].key == "bias" else x,
         variables["params"])
     batch_stats = variables["batch_stats"]
-    labels = jax.tree_util.tree_map(lambda t: "train" if t else "frozen", pasn.trainable_mask(params))
+    labels = jax.tree_util.tree_map(lambda t: "train" if t else "frozen", towers.trainable_mask(params))
     optimizer = optax.multi_transform({"train": optax.sgd(1.0), "frozen": optax.set_to_zero()}, labels)
     opt_state = optimizer.init(params)
     batch = labelled_batch(0)
@@ -410,12 +410,12 @@ def test_one_sgd_step_changes_every_trainable_parameter_and_nothing_of_the_ident
 
 def test_trainable_mask_is_false_exactly_for_the_identity_tower(tiny):
     _, variables = tiny
-    mask = pasn.trainable_mask(variables["params"])
+    mask = towers.trainable_mask(variables["params"])
     assert jax.tree_util.tree_structure(mask) == jax.tree_util.tree_structure(variables["params"])
     assert not any(jax.tree_util.tree_leaves(mask["prior"]["f_id"]))
     assert all(jax.tree_util.tree_leaves(mask["prior"]["f_expr"])) and all(jax.tree_util.tree_leaves(mask["heads"]))
     single = abstract_variables(pasn.build_model(config(prior=False)), 32)["params"]
-    assert all(jax.tree_util.tree_leaves(pasn.trainable_mask(single)))
+    assert all(jax.tree_util.tree_leaves(towers.trainable_mask(single)))
 
 
 def test_emb_is_f_expr_minus_f_id_and_f_id_always_runs_in_inference_mode(tiny):
@@ -423,7 +423,7 @@ def test_emb_is_f_expr_minus_f_id_and_f_id_always_runs_in_inference_mode(tiny):
     model = model.clone(dropout=0.0)  # a standalone tower would draw other dropout masks
     x = images(4)
     tower = IResNet(layers=(1, 1, 1, 1), width=8, embedding_dim=32)
-    f_expr, f_id = pasn.get_tower(variables, "f_expr"), pasn.get_tower(variables, "f_id")
+    f_expr, f_id = towers.get_tower(variables, "f_expr"), towers.get_tower(variables, "f_id")
     expected_id = tower.apply(f_id, x, train=False)
     for train in (False, True):
         _, state = model.apply(variables, x, train=train, mutable=["batch_stats", "intermediates"],
@@ -441,17 +441,17 @@ def test_copy_tower_starts_f_expr_from_f_id(tiny):
     a, b = images(6), images(7)
     before = apply(variables, a)
     assert not np.allclose(before["expr"], apply(variables, b)["expr"])
-    copied = pasn.copy_tower(variables, src="f_id", dst="f_expr")
-    assert jax.tree_util.tree_all(jax.tree_util.tree_map(np.array_equal, pasn.get_tower(copied, "f_expr"),
-                                                         pasn.get_tower(variables, "f_id")))
+    copied = towers.copy_tower(variables, src="f_id", dst="f_expr")
+    assert jax.tree_util.tree_all(jax.tree_util.tree_map(np.array_equal, towers.get_tower(copied, "f_expr"),
+                                                         towers.get_tower(variables, "f_id")))
     assert jax.tree_util.tree_all(jax.tree_util.tree_map(np.array_equal, copied["params"]["heads"],
                                                          variables["params"]["heads"]))
     # equal towers in inference mode: Emb = 0 for every image, so every image gets the same outputs
     out_a, out_b = apply(copied, a), apply(copied, b)
     for task in ("au", "expr", "va"):
         np.testing.assert_array_equal(out_a[task], out_b[task])
-    with pytest.raises(pasn.ModelConfigError, match="'backbone' tower"):
-        pasn.get_tower(variables, "backbone")
+    with pytest.raises(towers.ModelConfigError, match="'backbone' tower"):
+        towers.get_tower(variables, "backbone")
 
 
 def test_bfloat16_parallel_resnet_runs_in_training_mode():
@@ -476,17 +476,17 @@ def test_bfloat16_parallel_resnet_runs_in_training_mode():
     ({"dtype": "float16"}, "model_config.dtype"),
 ])
 def test_bad_config_field_is_named(overrides, message):
-    with pytest.raises(pasn.ModelConfigError, match=re.escape(message)):
+    with pytest.raises(towers.ModelConfigError, match=re.escape(message)):
         pasn.build_model(config(**overrides))
 
 
 def test_missing_field_and_wrong_image_size_are_named():
     fields = dict(TINY)
     del fields["streaming"]
-    with pytest.raises(pasn.ModelConfigError, match="model_config.streaming: missing"):
+    with pytest.raises(towers.ModelConfigError, match="model_config.streaming: missing"):
         pasn.build_model(SimpleNamespace(**fields))
     model = pasn.build_model(config())
-    with pytest.raises(pasn.ModelConfigError, match=re.escape("images: expected shape [batch, 32, 32, 3]")):
+    with pytest.raises(towers.ModelConfigError, match=re.escape("images: expected shape [batch, 32, 32, 3]")):
         jax.eval_shape(lambda: model.init({"params": jax.random.key(0)}, jnp.zeros((1, 64, 64, 3))))
 
 

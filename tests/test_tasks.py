@@ -7,7 +7,7 @@ import ml_collections
 import pytest
 
 from configs import abaw
-from pasn_jax import checkpointing, tasks
+from pasn_jax import tasks, workdir_config
 from pasn_jax.tasks import pasn as pasn_task
 
 
@@ -29,7 +29,7 @@ def test_a_workdir_saved_before_the_task_key_existed_still_resumes(tmp_path):
     saved = json.loads(config.to_json())
     del saved["task"]
     (tmp_path / "config.json").write_text(json.dumps(saved))
-    checkpointing.check_workdir_config(str(tmp_path), config)  # no error: the old workdir trained PASN
+    workdir_config.check(str(tmp_path), config)  # no error: the old workdir trained PASN
     config.task = "other"
-    with pytest.raises(checkpointing.IncompatibleWorkdirError, match=r"task: 'pasn' -> 'other'"):
-        checkpointing.check_workdir_config(str(tmp_path), config)
+    with pytest.raises(workdir_config.IncompatibleWorkdirError, match=r"task: 'pasn' -> 'other'"):
+        workdir_config.check(str(tmp_path), config)

@@ -1,6 +1,7 @@
 """PyTorch weight import (pasn_jax/models/torch_import.py): random-weight PyTorch IResNet / ResNet-50-layout towers
-in eval mode and our converted towers compute the same embeddings; a torch.save'd file goes through load_tower into
-a PASN tower; the 112 -> 224 px fc adaptation keeps the fc output; bad files and keys give one clear error.
+in eval mode and our converted towers compute the same embeddings; a torch.save'd file goes through
+tower_weights.load_tower into a PASN tower; the 112 -> 224 px fc adaptation keeps the fc output; bad files and keys
+give one clear error.
 Tiny networks (width 8, one block per stage, 32 px)."""
 
 import re
@@ -13,7 +14,8 @@ import pytest
 import torch  # requirements-dev.txt: a test dependency, never a runtime one
 
 from benchmarks import torch_reference
-from pasn_jax.models import pasn, torch_import
+from pasn_jax import tower_weights
+from pasn_jax.models import pasn, torch_import, towers
 from pasn_jax.models.iresnet import IResNet
 from pasn_jax.models.resnet import ResNet
 
@@ -79,22 +81,28 @@ def tiny_pasn(backbone: str, prior: bool, size: int = SIZE, abstract: bool = Fal
     return model, (jax.eval_shape(init, jax.random.key(3)) if abstract else jax.jit(init)(jax.random.key(3)))
 
 
+def load_into(path: str, variables, tower: str, backbone: str):
+    """The PASN variables with `tower` read from the PyTorch file, as training starts them."""
+    current = towers.get_tower(variables, tower)
+    return towers.set_tower(variables, tower, tower_weights.load_tower(path, tower, current, {"backbone": backbone}))
+
+
 def test_saved_state_dict_loads_into_a_pasn_tower(tmp_path, capsys):
     reference = randomised(torch_reference.build_tower("iresnet18", WIDTH, LAYERS, EMBEDDING, SIZE), seed=4)
     path = tmp_path / "ir.pth"
     # a DataParallel checkpoint inside {'state_dict': ...}, as training scripts often save them
     torch.save({"state_dict": {f"module.{k}": v for k, v in reference.state_dict().items()}}, path)
     model, variables = tiny_pasn("iresnet18", prior=True)
-    loaded = torch_import.load_tower(str(path), variables, "f_id", "iresnet18")
+    loaded = load_into(str(path), variables, "f_id", "iresnet18")
     assert f"{path}: loaded" in capsys.readouterr().out
     module = IResNet(LAYERS, width=WIDTH, embedding_dim=EMBEDDING)
     x = images(5)
-    f_id = np.asarray(jax.jit(lambda v, x: module.apply(v, x, train=False))(pasn.get_tower(loaded, "f_id"), x))
+    f_id = np.asarray(jax.jit(lambda v, x: module.apply(v, x, train=False))(towers.get_tower(loaded, "f_id"), x))
     assert np.max(np.abs(f_id - torch_forward(reference, x))) <= TOLERANCE
     # the rest of the tree is untouched
     for name in ("f_expr",):
         assert jax.tree_util.tree_all(jax.tree_util.tree_map(
-            np.array_equal, pasn.get_tower(loaded, name), pasn.get_tower(variables, name)))
+            np.array_equal, towers.get_tower(loaded, name), towers.get_tower(variables, name)))
     assert jax.tree_util.tree_all(jax.tree_util.tree_map(np.array_equal, loaded["params"]["heads"],
                                                          variables["params"]["heads"]))
 
@@ -104,9 +112,9 @@ def test_torchvision_classifier_fc_is_kept_and_announced(tmp_path, capsys):
     path = tmp_path / "rn.pt"
     torch.save(reference.state_dict(), path)
     _, variables = tiny_pasn("resnet50", prior=False)
-    loaded = torch_import.load_tower(str(path), variables, "backbone", "resnet50")
+    loaded = load_into(str(path), variables, "backbone", "resnet50")
     assert re.search(r"fc\.weight \[10, 256\] is a classifier.*fc keeps its initialisation", capsys.readouterr().out)
-    tower, before = pasn.get_tower(loaded, "backbone"), pasn.get_tower(variables, "backbone")
+    tower, before = towers.get_tower(loaded, "backbone"), towers.get_tower(variables, "backbone")
     np.testing.assert_array_equal(tower["params"]["fc"]["kernel"], before["params"]["fc"]["kernel"])
     np.testing.assert_array_equal(tower["params"]["fc"]["bias"], before["params"]["fc"]["bias"])
     np.testing.assert_array_equal(tower["params"]["conv1"]["kernel"],
@@ -184,8 +192,8 @@ def test_bad_files_give_one_clear_error(tmp_path):
     with pytest.raises(torch_import.TorchImportError, match=f"{re.escape(str(wrong))}: expected a state_dict"):
         torch_import.load_state_dict(str(wrong))
     _, variables = tiny_pasn("iresnet18", prior=False, abstract=True)
-    with pytest.raises(pasn.ModelConfigError, match="no 'f_id' tower"):
-        torch_import.load_tower(str(wrong), variables, "f_id", "iresnet18")
+    with pytest.raises(towers.ModelConfigError, match="no 'f_id' tower"):
+        load_into(str(wrong), variables, "f_id", "iresnet18")
 
 
 def test_missing_torch_names_the_pip_command(monkeypatch):

@@ -3,7 +3,7 @@
 Two towers of the same backbone: f_expr (trained) and f_id (the identity / face-recognition tower, frozen). f_id
 always runs in inference mode (running batch-norm statistics, no dropout), so its `batch_stats` never change even
 when the module is applied with train=True and mutable=['batch_stats'], and its output passes through
-`jax.lax.stop_gradient`. Keeping it out of the optimizer (weight decay, momentum) is `pasn.trainable_mask`'s job.
+`jax.lax.stop_gradient`. Keeping it out of the optimizer (weight decay, momentum) is `towers.trainable_mask`'s job.
 """
 
 from collections.abc import Callable

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pasn_jax.models import pasn
+from pasn_jax.models import towers
 from pasn_jax.models.iresnet import IRESNET_LAYERS
 
 # (collection, flax leaf name) -> PyTorch tensor name
@@ -82,7 +82,8 @@ def torch_key(collection: str, path: tuple[str, ...]) -> str:
 
 
 def _from_torch_layout(name: str, value: np.ndarray) -> np.ndarray:
-    """A PyTorch tensor in the flax layout: conv [out, in, kh, kw] -> [kh, kw, in, out], dense [out, in] -> [in, out]."""
+    """A PyTorch tensor in the flax layout: conv [out, in, kh, kw] -> [kh, kw, in, out], dense [out, in] ->
+    [in, out]."""
     if name == "kernel":
         return value.transpose(2, 3, 1, 0) if value.ndim == 4 else value.T
     return value
@@ -123,15 +124,15 @@ def _adapt_fc(state: dict, fc: Mapping, channels: int, insightface: bool, source
 
 def tower_from_torch(state_dict: Mapping[str, np.ndarray], tower_variables: Mapping, backbone: str,
                      source: str = "state_dict") -> dict:
-    """New tower variables ({'params', 'batch_stats'} as pasn.get_tower returns them) with every leaf read from a
+    """New tower variables ({'params', 'batch_stats'} as towers.get_tower returns them) with every leaf read from a
     PyTorch state_dict of `backbone`'s layout ('iresnet*': insightface keys, 'resnet50': torchvision keys).
 
     Every leaf is shape-checked; a missing or unmatched key raises TorchImportError naming the key and `source`
     (the file). resnet50: a torchvision fc of another width (its 1000 classes) keeps our initialised fc (announced).
     iresnet: an fc trained at a smaller image size is resized (see the module docstring; announced).
     """
-    if backbone not in pasn.BACKBONES:
-        raise TorchImportError(f"backbone: expected one of {sorted(pasn.BACKBONES)}, got {backbone!r}")
+    if backbone not in towers.BACKBONES:
+        raise TorchImportError(f"backbone: expected one of {sorted(towers.BACKBONES)}, got {backbone!r}")
     insightface = backbone in IRESNET_LAYERS
     remaining = {k: np.asarray(v) for k, v in state_dict.items()}
     params = tower_variables["params"]
@@ -150,7 +151,8 @@ def tower_from_torch(state_dict: Mapping[str, np.ndarray], tower_variables: Mapp
             value = _from_torch_layout(names[-1], remaining.pop(key))
             if value.shape != tuple(leaf.shape):
                 raise TorchImportError(f"{source}: {key} has shape {list(value.shape)} in the flax layout, the "
-                                       f"{backbone} tower expects {list(leaf.shape)} for {collection}/{'/'.join(names)}")
+                                       f"{backbone} tower expects {list(leaf.shape)} for "
+                                       f"{collection}/{'/'.join(names)}")
             new_leaves.append(jnp.asarray(value, dtype=leaf.dtype))
         result[collection] = jax.tree_util.tree_unflatten(treedef, new_leaves)
     if insightface and FIXED_FEATURES_SCALE in remaining:
@@ -163,12 +165,3 @@ def tower_from_torch(state_dict: Mapping[str, np.ndarray], tower_variables: Mapp
         raise TorchImportError(f"{source}: unexpected key {unmatched[0]!r}{more} for a {backbone} tower of this "
                                f"config (wrong backbone, width or layers?)")
     return result
-
-
-def load_tower(path: str, variables: Mapping, tower: str, backbone: str) -> dict:
-    """The whole PASN's variables with tower ('f_expr' | 'f_id' | 'backbone') read from the PyTorch file `path`."""
-    current = pasn.get_tower(variables, tower)  # names a missing tower before any file is read
-    tower_variables = tower_from_torch(load_state_dict(path), current, backbone, source=path)
-    count = sum(leaf.size for leaf in jax.tree_util.tree_leaves(tower_variables))
-    print(f"{path}: loaded {count:,} values into tower {tower!r} ({backbone})", flush=True)
-    return pasn.set_tower(variables, tower, tower_variables)

@@ -11,16 +11,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pasn_jax import evaluation, losses, metrics, parallel, predictions, train_state
-from pasn_jax.data import pipeline
+from pasn_jax import evaluation, losses, metrics, parallel, predictions, tower_weights, train_state
+from pasn_jax.data import pipeline, train_stream
 from pasn_jax.data.source import resolve_data_dir
-from pasn_jax.models import initialise, pasn
+from pasn_jax.models import initialise, pasn, towers
 
 BATCH_KEYS = ("image", "au", "au_mask", "expr", "expr_mask", "va", "va_mask")
-trainable_mask = pasn.trainable_mask
+IMAGES_PER_EXAMPLE = 1
+trainable_mask = towers.trainable_mask
 
 
-def build_model(config) -> pasn.PASN:
+def build_model(config, data_dir: str | None = None) -> pasn.PASN:
+    del data_dir  # PASN's outputs are the fixed label spaces
     return pasn.build_model(config.model)
 
 
@@ -28,28 +30,29 @@ def prepare_data(config) -> str:
     return resolve_data_dir(config.data)
 
 
-def train_batches(config, data_dir: str, *, batch_size: int, seed: int, worker_count: int, shard_index: int,
-                  shard_count: int):
-    return pipeline.train_dataset(data_dir, batch_size=batch_size, image_size=config.data.image_size, seed=seed,
-                                  augment=config.data.augment, worker_count=worker_count, shard_index=shard_index,
-                                  shard_count=shard_count)
+def train_batches(config, data_dir: str, *, batch_size: int, seed: int, start: int, worker_count: int,
+                  shard_index: int, shard_count: int):
+    return train_stream.train_dataset(data_dir, batch_size=batch_size, image_size=config.data.image_size, seed=seed,
+                                      augment=config.data.augment, start=start, worker_count=worker_count,
+                                      shard_index=shard_index, shard_count=shard_count,
+                                      skip_bad=config.data.skip_bad_records)
 
 
 def initial_variables(model, config, rng, data_dir: str, mesh) -> tuple[dict, str]:
-    """Random variables, then `initialise.initial_variables` with f_id's statistics measured on
-    `model.identity_stats_batches` global batches of augmented training images, drawn in another order than
-    training's (seed + 1)."""
+    """Random variables, then `initialise.initial_variables` with the trained towers and, for a random f_id, its
+    statistics measured on `model.identity_stats_batches` global batches of augmented training images drawn in
+    another order than training's (seed + 1)."""
     variables = jax.device_get(jax.jit(lambda r: train_state.init_variables(model, config.model.image_size, r))(rng))
-    weights = config.model.weights
-    count = initialise.identity_statistics_batches(model, weights, config.model.identity_stats_batches)
+    trained = tower_weights.trained_towers(model, config)
+    count = initialise.identity_statistics_batches(model, list(trained), config.model.identity_stats_batches)
     images = []
     if count:
         batches = train_batches(config, data_dir, batch_size=parallel.per_process_batch_size(config.batch_size, mesh),
-                                seed=config.seed + 1, worker_count=0, shard_index=jax.process_index(),
+                                seed=config.seed + 1, start=0, worker_count=0, shard_index=jax.process_index(),
                                 shard_count=jax.process_count())
         images = [parallel.global_batch(next(batches), mesh)["image"] for _ in range(count)]
-    variables = initialise.initial_variables(model, variables, files=initialise.tower_files(model, weights),
-                                             identity_images=images, expr_from_id=config.model.init_expr_from_id)
+    variables = initialise.initial_variables(model, variables, trained=trained, identity_images=images,
+                                             expr_from_id=config.model.init_expr_from_id)
     note = f"f_id batch-norm statistics measured on {count * config.batch_size} training images" if count else ""
     return variables, note
 

@@ -1,14 +1,22 @@
-"""The frames of one synthetic video: a static background scene and, per frame, the person's face under smooth
-nuisances (pose swings, lighting, pixel noise, JPEG quality), encoded as JPEG."""
+"""Pictures of synthetic people: the frames of one video (a static background scene and, per frame, the person's
+face under smooth nuisances: pose swings, lighting, pixel noise, JPEG quality) and single photographs (each with
+its own scene, pose and light), encoded as JPEG."""
 
+import dataclasses
 import math
 
 import numpy as np
 import simplejpeg
 from PIL import Image, ImageDraw
 
-from pasn_jax.data.synthetic.face import (JPEG_QUALITY, LIGHT_SWING, NOISE_SIGMA, POSE_ROTATION, POSE_SCALE, POSE_SHIFT,
-                                          SUPERSAMPLE, Canvas, Identity, Pose, colour, draw_face)
+from pasn_jax.data.synthetic.face import (COLOR_CAST, JPEG_QUALITY, LIGHT_GAIN, LIGHT_GRADIENT, LIGHT_SWING,
+                                          NOISE_SIGMA, POSE_ROTATION, POSE_SCALE, POSE_SHIFT, SUPERSAMPLE, Canvas,
+                                          Identity, Pose, colour, draw_face)
+
+# A photograph's pose, around the person's own tilt: rotation (degrees), scale and shift (fraction of the image).
+PHOTO_ROTATION = 8.0
+PHOTO_SCALE = 0.06
+PHOTO_SHIFT = 0.03
 
 
 def render_background(rng: np.random.Generator, size: int) -> Image.Image:
@@ -27,6 +35,24 @@ def render_background(rng: np.random.Generator, size: int) -> Image.Image:
     return image
 
 
+def _light(identity: Identity, size: int) -> np.ndarray:
+    """The person's directional light and colour cast over the image. [S, S, 3]"""
+    grid = (np.arange(size, dtype=np.float32) - size / 2) / size
+    direction = math.cos(identity.light_angle) * grid[None, :] + math.sin(identity.light_angle) * grid[:, None]
+    return (1 + identity.light_gradient * direction)[..., None] * np.asarray(identity.cast, np.float32)
+
+
+def _draw(background: Image.Image, identity: Identity, pose: Pose, intensity: np.ndarray, size: int) -> np.ndarray:
+    image = background.copy()
+    draw_face(Canvas(image, identity, pose, size), identity, intensity)
+    return np.asarray(image.reduce(SUPERSAMPLE), np.float32)  # [S, S, 3]
+
+
+def _encode(pixels: np.ndarray, quality: int) -> bytes:
+    frame = np.clip(pixels + 0.5, 0, 255).astype(np.uint8)
+    return simplejpeg.encode_jpeg(frame, quality=quality, colorspace="RGB")
+
+
 class FrameRenderer:
     """Renders the frames of one video of `identity` in front of `background`, with smooth nuisance trajectories
     drawn from the video's seed (SeedSequence entropy)."""
@@ -38,10 +64,7 @@ class FrameRenderer:
         self.background = background
         u = self.rng.uniform
         self.waves = {k: (u(0.01, 0.06), u(0, 2 * math.pi)) for k in ("rot", "scale", "x", "y", "light")}
-        grid = (np.arange(size, dtype=np.float32) - size / 2) / size
-        ident = self.identity
-        direction = math.cos(ident.light_angle) * grid[None, :] + math.sin(ident.light_angle) * grid[:, None]
-        self.light = (1 + ident.light_gradient * direction)[..., None] * np.asarray(ident.cast, np.float32)  # [S,S,3]
+        self.light = _light(identity, size)
         self.noise = self.rng.standard_normal((2 * size, 2 * size, 3)).astype(np.float32)  # cropped per frame
 
     def _wave(self, key: str, t: int) -> float:
@@ -51,13 +74,23 @@ class FrameRenderer:
     def jpeg(self, t: int, intensity: np.ndarray) -> bytes:
         pose = Pose(rotation=POSE_ROTATION[1] * self._wave("rot", t), scale=1 + POSE_SCALE * self._wave("scale", t),
                     shift=(POSE_SHIFT * self._wave("x", t), POSE_SHIFT * self._wave("y", t)))
-        image = self.background.copy()
-        draw_face(Canvas(image, self.identity, pose, self.size), self.identity, intensity)
-        pixels = np.asarray(image.reduce(SUPERSAMPLE), np.float32)  # [S, S, 3]
+        pixels = _draw(self.background, self.identity, pose, intensity, self.size)
         gain = self.identity.gain * (1 + LIGHT_SWING * self._wave("light", t))
         oy, ox = self.rng.integers(0, self.size, 2)
         sigma = self.rng.uniform(*NOISE_SIGMA)
         pixels = pixels * (self.light * gain) + sigma * self.noise[oy:oy + self.size, ox:ox + self.size]
-        frame = np.clip(pixels + 0.5, 0, 255).astype(np.uint8)
-        return simplejpeg.encode_jpeg(frame, quality=int(self.rng.integers(JPEG_QUALITY[0], JPEG_QUALITY[1] + 1)),
-                                      colorspace="RGB")
+        return _encode(pixels, int(self.rng.integers(JPEG_QUALITY[0], JPEG_QUALITY[1] + 1)))
+
+
+def photograph(identity: Identity, intensity: np.ndarray, size: int, rng: np.random.Generator) -> bytes:
+    """One photograph of a person showing AU intensities [12]: its own scene, pose, light, noise and JPEG quality,
+    all drawn from `rng` (the person's shape, colours and tilt stay theirs)."""
+    background = render_background(rng, size)
+    pose = Pose(rotation=rng.uniform(-PHOTO_ROTATION, PHOTO_ROTATION), scale=1 + rng.uniform(-PHOTO_SCALE, PHOTO_SCALE),
+                shift=tuple(rng.uniform(-PHOTO_SHIFT, PHOTO_SHIFT, 2)))
+    lit = dataclasses.replace(identity, gain=rng.uniform(*LIGHT_GAIN), light_angle=rng.uniform(0, 2 * math.pi),
+                              light_gradient=rng.uniform(0, LIGHT_GRADIENT),
+                              cast=tuple(rng.uniform(1 - COLOR_CAST, 1 + COLOR_CAST, 3)))
+    pixels = _draw(background, identity, pose, intensity, size) * (_light(lit, size) * lit.gain)
+    pixels += np.float32(rng.uniform(*NOISE_SIGMA)) * rng.standard_normal((size, size, 3), np.float32)
+    return _encode(pixels, int(rng.integers(JPEG_QUALITY[0], JPEG_QUALITY[1] + 1)))

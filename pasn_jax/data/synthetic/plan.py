@@ -75,6 +75,24 @@ class VideoPlan:
     background_from: str | None = None  # a two-person clip's right half shares the left half's scene
 
 
+def sample_expression(rng: np.random.Generator) -> tuple[int, np.ndarray, np.ndarray]:
+    """One expression as a face shows it: its class (EXPR_PROBS), the AU intensities its prototype drives at a random
+    strength (some prototype AUs left out, sometimes one extra AU) [12], and its valence/arousal point [2]."""
+    e = int(rng.choice(labels.NUM_EXPRS, p=EXPR_PROBS))
+    name = labels.EXPR_NAMES[e]
+    strength = rng.uniform(*SEGMENT_INTENSITY)
+    target = np.zeros(labels.NUM_AUS)
+    for au in PROTOTYPES[name]:
+        if rng.random() >= AU_DROP_PROB:
+            spread = rng.uniform(-AU_INTENSITY_SPREAD, AU_INTENSITY_SPREAD)
+            target[_AU[au]] = np.clip(strength + spread, *AU_INTENSITY)
+    if rng.random() < AU_EXTRA_PROB:
+        off = np.flatnonzero(target == 0)
+        if len(off):
+            target[rng.choice(off)] = rng.uniform(*AU_INTENSITY)
+    return e, target, np.asarray(CIRCUMPLEX[name]) * strength
+
+
 def _expressions(rng: np.random.Generator, num_frames: int):
     """Per frame: pre-jitter AU intensities [F,12], expression [F], valence/arousal [F,2] (noise-free)."""
     intensity = np.zeros((num_frames, labels.NUM_AUS))
@@ -83,19 +101,7 @@ def _expressions(rng: np.random.Generator, num_frames: int):
     prev_au, prev_va, start = None, None, 0
     while start < num_frames:
         length = int(rng.integers(SEGMENT_FRAMES[0], SEGMENT_FRAMES[1] + 1))
-        e = int(rng.choice(labels.NUM_EXPRS, p=EXPR_PROBS))
-        name = labels.EXPR_NAMES[e]
-        strength = rng.uniform(*SEGMENT_INTENSITY)
-        target = np.zeros(labels.NUM_AUS)
-        for au in PROTOTYPES[name]:
-            if rng.random() >= AU_DROP_PROB:
-                spread = rng.uniform(-AU_INTENSITY_SPREAD, AU_INTENSITY_SPREAD)
-                target[_AU[au]] = np.clip(strength + spread, *AU_INTENSITY)
-        if rng.random() < AU_EXTRA_PROB:
-            off = np.flatnonzero(target == 0)
-            if len(off):
-                target[rng.choice(off)] = rng.uniform(*AU_INTENSITY)
-        va_target = np.asarray(CIRCUMPLEX[name]) * strength
+        e, target, va_target = sample_expression(rng)
         stop = min(num_frames, start + length)
         for t in range(start, stop):
             blend = 1.0 if prev_au is None else min(1.0, (t - start + 1) / TRANSITION_FRAMES)

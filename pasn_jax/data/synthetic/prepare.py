@@ -1,34 +1,32 @@
-"""The cached synthetic Aff-Wild2 that the demo and the tests train on: rendered and converted to shards once per
-argument set, under a cache folder."""
+"""The cached synthetic datasets the demo and the tests train on, each rendered in its real dataset's layout and
+converted to shards once per argument set, under a cache folder: the Aff-Wild2 tree (PASN), an insightface
+identity set with a verification `.bin` (stage 1 of the prior) and FEC triplets (stage 2)."""
 
 import os
 import shutil
 import time
+from collections.abc import Callable
 
-from pasn_jax.data import affwild2
-from pasn_jax.data.synthetic import tree
+from pasn_jax.data import affwild2, fec, insightface
+from pasn_jax.data.synthetic import identities, tree, triplets
+
+SHARDS_DIR = "shards"
 
 
-def prepare_synthetic(cache_dir: str, *, videos: int, frames: int, size: int, seed: int, num_shards: int) -> str:
-    """Renders and converts the synthetic Aff-Wild2 once per argument set; returns its shards folder.
-
-    Everything is built in a temporary folder of `cache_dir` that is renamed into place at the end, so an
-    interrupted run leaves nothing that looks finished and concurrent callers agree on one result.
-    """
-    name = (f"synthetic-v{tree.GENERATOR_VERSION}-{videos}videos-{frames}frames-{size}px-seed{seed}-"
-            f"{num_shards}shards")
+def _cached(cache_dir: str, name: str, splits: tuple[str, ...], build: Callable[[str], list[str]], what: str) -> str:
+    """The folder `cache_dir/name`, built once by `build(tmp)` (which returns lines to print) in a temporary folder
+    renamed into place at the end, so an interrupted run leaves nothing that looks finished and concurrent callers
+    agree on one result. Done when every split's `<split>.json` is in its shards folder."""
     final = os.path.join(cache_dir, name)
-    shards_dir = os.path.join(final, "shards")
-    if all(os.path.isfile(os.path.join(shards_dir, f"{s}.json")) for s in affwild2.SPLIT_SETS):
-        print(f"synthetic Aff-Wild2: using {shards_dir}")
-        return shards_dir
+    if all(os.path.isfile(os.path.join(final, SHARDS_DIR, f"{s}.json")) for s in splits):
+        print(f"synthetic {what}: using {os.path.join(final, SHARDS_DIR)}")
+        return final
     start = time.perf_counter()
     os.makedirs(cache_dir, exist_ok=True)
     tmp = os.path.join(cache_dir, f".{name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        marker = tree.generate(os.path.join(tmp, "tree"), videos=videos, frames=frames, size=size, seed=seed)
-        metadata = affwild2.convert(os.path.join(tmp, "tree"), os.path.join(tmp, "shards"), num_shards=num_shards)
+        lines = build(tmp)
         try:
             os.rename(tmp, final)
         except OSError:
@@ -38,8 +36,66 @@ def prepare_synthetic(cache_dir: str, *, videos: int, frames: int, size: int, se
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    print(f"synthetic Aff-Wild2: rendered {marker['images']} images ({videos} videos x {frames} frames, {size} px, "
-          f"seed {seed}) and wrote {shards_dir} in {time.perf_counter() - start:.1f} s")
-    for split in affwild2.SPLIT_SETS:
-        print("  " + affwild2.describe(metadata[split]))
-    return shards_dir
+    print(f"synthetic {what}: {lines[0]}, wrote {os.path.join(final, SHARDS_DIR)} in "
+          f"{time.perf_counter() - start:.1f} s")
+    for line in lines[1:]:
+        print("  " + line)
+    return final
+
+
+def prepare_synthetic(cache_dir: str, *, videos: int, frames: int, size: int, seed: int, num_shards: int) -> str:
+    """The synthetic Aff-Wild2 (rendered, converted): returns its shards folder."""
+    name = (f"synthetic-v{tree.GENERATOR_VERSION}-{videos}videos-{frames}frames-{size}px-seed{seed}-"
+            f"{num_shards}shards")
+
+    def build(tmp):
+        marker = tree.generate(os.path.join(tmp, "tree"), videos=videos, frames=frames, size=size, seed=seed)
+        metadata = affwild2.convert(os.path.join(tmp, "tree"), os.path.join(tmp, SHARDS_DIR), num_shards=num_shards)
+        return ([f"rendered {marker['images']} images ({videos} videos x {frames} frames, {size} px, seed {seed})"]
+                + [affwild2.describe(metadata[split]) for split in affwild2.SPLIT_SETS])
+
+    return os.path.join(_cached(cache_dir, name, tuple(affwild2.SPLIT_SETS), build, "Aff-Wild2"), SHARDS_DIR)
+
+
+def prepare_identities(cache_dir: str, *, people: int, images: int, held_out: int, pairs: int, size: int,
+                       seed: int, num_shards: int) -> tuple[str, str]:
+    """The synthetic identity set (insightface layout, converted; the verification pairs of held-out people,
+    verify.bin, copied beside the shards as the converter copies lfw.bin & co.): returns (shards folder, verify.bin
+    path)."""
+    name = (f"synthetic-identities-v{tree.GENERATOR_VERSION}-{people}x{images}-{held_out}heldout-{pairs}pairs-"
+            f"{size}px-seed{seed}-{num_shards}shards")
+
+    def build(tmp):
+        marker = identities.generate(os.path.join(tmp, "insightface"), identities=people, images=images,
+                                     held_out=held_out, pairs=pairs, size=size, seed=seed)
+        metadata = insightface.convert_identities(os.path.join(tmp, "insightface"), os.path.join(tmp, SHARDS_DIR),
+                                                  num_shards=num_shards, source="synthetic")
+        shutil.copy(os.path.join(tmp, "insightface", identities.VERIFY_FILE), os.path.join(tmp, SHARDS_DIR))
+        return [f"rendered {marker['num_images']} images of {people} people and {pairs} verification pairs of "
+                f"{held_out} others ({size} px, seed {seed})",
+                f"train: {metadata['num_records']} images of {metadata['num_identities']} identities"]
+
+    final = _cached(cache_dir, name, ("train",), build, "identities")
+    return os.path.join(final, SHARDS_DIR), os.path.join(final, SHARDS_DIR, identities.VERIFY_FILE)
+
+
+def prepare_triplets(cache_dir: str, *, people: int, images: int, test_people: int, train_triplets: int,
+                     test_triplets: int, size: int, seed: int, num_shards: int) -> str:
+    """The synthetic FEC triplets (FEC layout, converted: splits train and test): returns the shards folder."""
+    name = (f"synthetic-fec-v{tree.GENERATOR_VERSION}-{people}+{test_people}x{images}-{train_triplets}+"
+            f"{test_triplets}triplets-{size}px-seed{seed}-{num_shards}shards")
+
+    def build(tmp):
+        root = os.path.join(tmp, "fec")
+        marker = triplets.generate(root, people=people, images=images, test_people=test_people,
+                                   train_triplets=train_triplets, test_triplets=test_triplets, size=size, seed=seed)
+        lines = [f"rendered {marker['train']['faces'] + marker['test']['faces']} faces of {people} + {test_people} "
+                 f"people ({size} px, seed {seed})"]
+        for split, csv_name in triplets.CSV_FILES.items():
+            metadata = fec.convert(os.path.join(root, csv_name), os.path.join(root, triplets.IMAGES_DIR),
+                                   os.path.join(tmp, SHARDS_DIR), split, size=size, num_shards=num_shards,
+                                   source="synthetic")
+            lines.append(fec.describe(metadata))
+        return lines
+
+    return os.path.join(_cached(cache_dir, name, tuple(triplets.CSV_FILES), build, "FEC triplets"), SHARDS_DIR)

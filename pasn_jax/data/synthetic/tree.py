@@ -77,7 +77,8 @@ def write_tree(plans: list[VideoPlan], root: str, size: int) -> dict:
             counts["images"] += 1
         counts["images_without_label"] += plan.extra_images
         for task in plan.tasks:
-            folder = os.path.join(root, affwild2.ANNOTATIONS_DIR, affwild2.TASK_SETS[task], affwild2.SPLIT_SETS[plan.split])
+            folder = os.path.join(root, affwild2.ANNOTATIONS_DIR, affwild2.TASK_SETS[task],
+                                  affwild2.SPLIT_SETS[plan.split])
             os.makedirs(folder, exist_ok=True)
             _write_text(os.path.join(folder, plan.name + ".txt"), label_lines(plan, task))
     for task_set in affwild2.TASK_SETS.values():  # the layout has every folder, even if a split has no such video

@@ -1,0 +1,90 @@
+"""The prior's two stages and PASN on them, end to end through the README's commands for real data ("The prior on
+real data") on the smoke sizes (paper §3.2): an insightface RecordIO set and an FEC tree (the synthetic ones,
+written in those datasets' layouts) converted by `python -m pasn_jax.data.convert`, then face identity (ArcFace)
+-> DLN (f_expr from f_id, f_id frozen) -> PASN taking both towers from DLN. Each stage evaluates (verification,
+triplet accuracy, the ABAW table); the frozen tower leaves each stage as it came.
+Slow-marked (three trainings, minutes on 2 cores): run by CI (`make test-slow`)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from runs import REPO, env_with_devices, max_abs_difference, run_main
+
+from pasn_jax import checkpointing
+from pasn_jax.data.synthetic import identities, triplets
+
+pytestmark = pytest.mark.slow
+
+
+def _convert(*args: str) -> str:
+    proc = subprocess.run([sys.executable, "-m", "pasn_jax.data.convert", *args], cwd=REPO,
+                          env=env_with_devices(1), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def stages(tmp_path_factory):
+    """{stage: (workdir, stdout)} of the three smoke stages, chained as launch/demo.sh chains the demo's, on data
+    converted by the README's commands."""
+    root = tmp_path_factory.mktemp("stages")
+    identities.generate(str(root / "ms1m"), identities=12, images=4, held_out=6, pairs=40, size=48, seed=0)
+    printed = _convert("insightface", "--root", str(root / "ms1m"), "--out", str(root / "ms1m_shards"))
+    assert printed.splitlines() == ["train: 48 images of 12 identities (12 classes) in 4 shards",
+                                    "verification sets copied: verify.bin"]
+    fec = root / "FEC"
+    triplets.generate(str(fec), people=12, images=3, test_people=6, train_triplets=24, test_triplets=12, size=48,
+                      seed=0)
+    for split, csv_name in triplets.CSV_FILES.items():
+        _convert("fec", "--csv", str(fec / csv_name), "--images", str(fec / triplets.IMAGES_DIR),
+                 "--out", str(root / "fec_shards"), "--split", split, "--size", "48")
+    shards = "--config.data.source=shards"
+    runs = {}
+    for name, config, link in (
+            ("face_id", "configs/face_id.py:smoke", [shards, f"--config.data.dir={root / 'ms1m_shards'}"]),
+            ("dln", "configs/dln.py:smoke", [shards, f"--config.data.dir={root / 'fec_shards'}",
+                                             f"--config.model.weights.f_id={root / 'face_id'}"]),
+            ("pasn", "configs/abaw.py:smoke", [f"--config.data.synthetic.cache_dir={root / 'cache'}",
+                                               f"--config.model.prior_from={root / 'dln'}"])):
+        workdir = str(root / name)
+        runs[name] = workdir, run_main([f"--config={config}", f"--workdir={workdir}", *link]).stdout
+    return runs
+
+
+def _metrics(workdir: str) -> dict:
+    last = max(os.listdir(os.path.join(workdir, "eval")), key=int)
+    with open(os.path.join(workdir, "eval", last, "metrics.json")) as f:
+        return json.load(f)
+
+
+def test_face_identity_stage_is_scored_by_verification(stages):
+    workdir, stdout = stages["face_id"]
+    m = _metrics(workdir)
+    assert "Face verification at step 20" in stdout and m["pairs"] == 40 and m["chance"] == {"accuracy": 0.5}
+    assert 0.0 <= m["verify_accuracy"] <= 1.0 and f"{m['verify_accuracy']:.4f}" in stdout
+
+
+def test_dln_starts_from_the_identity_tower_and_keeps_it(stages):
+    identity, _ = checkpointing.read_variables(stages["face_id"][0])
+    variables, step = checkpointing.read_variables(stages["dln"][0])
+    assert step == 10
+    for collection in ("params", "batch_stats"):
+        assert max_abs_difference(variables[collection]["prior"]["f_id"], identity[collection]["backbone"]) == 0.0
+    moved = max_abs_difference(variables["params"]["prior"]["f_expr"], identity["params"]["backbone"])
+    assert moved > 0  # f_expr started from f_id (checked in tests/test_initialise.py) and trained away from it
+    m = _metrics(stages["dln"][0])
+    assert set(m) >= {"dln_triplet_accuracy", "f_id_triplet_accuracy", "untrained_triplet_accuracy"}
+    assert m["triplets"] == 12 and "f_id's own embedding" in stages["dln"][1]
+
+
+def test_pasn_takes_both_towers_of_dln(stages):
+    prior, _ = checkpointing.read_variables(stages["dln"][0])
+    variables, step = checkpointing.read_variables(stages["pasn"][0])
+    assert step == 20
+    assert max_abs_difference(variables["params"]["prior"]["f_id"], prior["params"]["prior"]["f_id"]) == 0.0
+    assert "loaded into tower 'f_expr'" in stages["pasn"][1] and "ABAW2 metrics at step 20" in stages["pasn"][1]
+    assert np.isfinite(_metrics(stages["pasn"][0])["s_au"])
