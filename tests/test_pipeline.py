@@ -1,24 +1,23 @@
-"""grain pipelines: eval returns exactly the text files' labels; train is deterministic, resumable, sharded by
-process; augmentation and normalisation against direct references."""
+"""grain pipelines: eval returns exactly the text files' labels; the train stream is deterministic, starts at any
+batch, is sharded by process and the same for any number of processes and input workers; augmentation and
+normalisation against direct references."""
 
 import math
 
-import grain
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 import simplejpeg
 
 from conftest import TINY_TREE
-from pasn_jax.data import affwild2, pipeline, shards
+from pasn_jax.data import affwild2, pipeline, shards, train_stream
 
 SIZE = TINY_TREE["size"]
 NO_AUGMENT = dict(random_resized_crop=False, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), hflip=False,
                   color_jitter=0.0)
 AUGMENT = dict(random_resized_crop=True, crop_scale=(0.6, 1.0), crop_ratio=(0.8, 1.25), hflip=True,
                color_jitter=0.3)
-TRAIN_KEYS = {"image", "au", "au_mask", "expr", "expr_mask", "va", "va_mask"}
+TRAIN_KEYS = {"image", "au", "au_mask", "expr", "expr_mask", "va", "va_mask", "identity", "bad"}
 
 
 def _normalised_jpeg(data: bytes) -> np.ndarray:
@@ -88,7 +87,7 @@ def _assert_same(a, b):
 
 
 def test_train_is_deterministic_for_a_seed_and_differs_across_seeds(synthetic_shards):
-    make = lambda seed: pipeline.train_dataset(synthetic_shards, batch_size=6, image_size=32, seed=seed,
+    make = lambda seed: train_stream.train_dataset(synthetic_shards, batch_size=6, image_size=32, seed=seed,
                                                augment=AUGMENT, shard_index=0, shard_count=1)
     first, again, other = _batches(make(0), 3), _batches(make(0), 3), _batches(make(1), 3)
     for a, b in zip(first, again):
@@ -104,48 +103,34 @@ def test_train_is_deterministic_for_a_seed_and_differs_across_seeds(synthetic_sh
 
 def test_train_repeats_past_the_end_of_the_split(synthetic_shards):
     n = pipeline.num_records(synthetic_shards, "val")
-    iterator = pipeline.train_dataset(synthetic_shards, batch_size=7, image_size=16, seed=0, augment=NO_AUGMENT,
+    iterator = train_stream.train_dataset(synthetic_shards, batch_size=7, image_size=16, seed=0, augment=NO_AUGMENT,
                                       split="val", shard_index=0, shard_count=1)
     assert len(_batches(iterator, 2 * n // 7 + 1)) == 2 * n // 7 + 1
 
 
-def test_train_resumes_to_the_identical_batch(synthetic_shards, tmp_path):
-    make = lambda: pipeline.train_dataset(synthetic_shards, batch_size=4, image_size=24, seed=3, augment=AUGMENT,
-                                          shard_index=0, shard_count=1)
-    iterator = make()
-    _batches(iterator, 2)
-    state = iterator.get_state()
-    manager = ocp.CheckpointManager(str(tmp_path / "ckpt"))
-    manager.save(2, args=ocp.args.Composite(data=grain.checkpoint.CheckpointSave(iterator)))
-    manager.wait_until_finished()
-    expected = _batches(iterator, 2)
-
-    resumed = make()
-    resumed.set_state(state)
-    for a, b in zip(expected, _batches(resumed, 2)):
+def test_train_started_at_a_batch_continues_the_same_stream(synthetic_shards):
+    """The stream's position is the step: starting at batch 3 gives batches 3, 4, ... of a stream read from 0."""
+    make = lambda start: train_stream.train_dataset(synthetic_shards, batch_size=4, image_size=24, seed=3,
+                                                    augment=AUGMENT, start=start)
+    from_zero = _batches(make(0), 6)
+    for a, b in zip(from_zero[3:], _batches(make(3), 3)):
         _assert_same(a, b)
-
-    restored = make()
-    next(restored)  # a different position, overwritten by the restore
-    manager.restore(2, args=ocp.args.Composite(data=grain.checkpoint.CheckpointRestore(restored)))
-    for a, b in zip(expected, _batches(restored, 2)):
-        _assert_same(a, b)
-    manager.close()
 
 
 def test_two_processes_get_disjoint_shares_that_cover_the_split(synthetic_shards):
     n = pipeline.num_records(synthetic_shards, "train")
     source = shards.ShardSource(synthetic_shards, "train")
-    sampler = pipeline.train_sampler(synthetic_shards, seed=0)
     shares = []
     for p in range(2):
-        # DataLoader asks the sampler for global position k * shard_count + shard_index (grain's DataLoader);
-        # over the first epoch (positions < n) the two processes' records are disjoint and cover the split.
-        keys = [sampler[position].record_key for position in range(p, n, 2)]
+        # process p holds stream positions p, p + 2, ...; over the first epoch (positions < n) the two processes'
+        # records are disjoint and cover the split
+        stream = train_stream.TrainBatches(source, None, seed=0, global_batch=8, shard_index=p, shard_count=2)
+        keys = [stream.record_key(position) for position in range(p, n, 2)]
         assert len(set(keys)) == len(keys)
         shares.append(set(keys))
-        iterator = pipeline.train_dataset(synthetic_shards, batch_size=4, image_size=SIZE, seed=0, augment=NO_AUGMENT,
-                                          shard_index=p, shard_count=2)
+        assert stream.positions(0).tolist() == list(range(p, 8, 2))
+        iterator = train_stream.train_dataset(synthetic_shards, batch_size=4, image_size=SIZE, seed=0,
+                                              augment=NO_AUGMENT, shard_index=p, shard_count=2)
         batch = next(iterator)
         for i, key in enumerate(keys[:4]):
             record = source[key]
@@ -159,7 +144,7 @@ def test_two_processes_get_disjoint_shares_that_cover_the_split(synthetic_shards
 
 def test_global_batch_does_not_depend_on_the_process_count(synthetic_shards):
     """Two processes' batches of 4 hold the same augmented examples as one process's batch of 8."""
-    make = lambda batch_size, p, count: pipeline.train_dataset(
+    make = lambda batch_size, p, count: train_stream.train_dataset(
         synthetic_shards, batch_size=batch_size, image_size=SIZE, seed=5, augment=AUGMENT, shard_index=p,
         shard_count=count)
     whole = _batches(make(8, 0, 1), 3)
@@ -172,9 +157,9 @@ def test_global_batch_does_not_depend_on_the_process_count(synthetic_shards):
 
 
 def test_augmentation_changes_pixels_but_not_labels(synthetic_shards):
-    plain = _batches(pipeline.train_dataset(synthetic_shards, batch_size=8, image_size=32, seed=4,
+    plain = _batches(train_stream.train_dataset(synthetic_shards, batch_size=8, image_size=32, seed=4,
                                             augment=NO_AUGMENT, shard_index=0, shard_count=1), 2)
-    augmented = _batches(pipeline.train_dataset(synthetic_shards, batch_size=8, image_size=32, seed=4,
+    augmented = _batches(train_stream.train_dataset(synthetic_shards, batch_size=8, image_size=32, seed=4,
                                                 augment=AUGMENT, shard_index=0, shard_count=1), 2)
     for a, b in zip(plain, augmented):
         for k in TRAIN_KEYS - {"image"}:
@@ -222,8 +207,10 @@ def test_bad_augment_and_sharding_arguments(synthetic_shards):
         pipeline.eval_dataset(synthetic_shards, batch_size=2, image_size=16, shard_index=0)
 
 
-def test_worker_processes_give_the_same_batches(synthetic_shards):
-    make = lambda workers: pipeline.train_dataset(synthetic_shards, batch_size=4, image_size=16, seed=2,
-                                                  augment=AUGMENT, worker_count=workers, shard_index=0, shard_count=1)
-    for a, b in zip(_batches(make(0), 2), _batches(make(1), 2)):
-        _assert_same(a, b)
+def test_input_workers_give_the_same_batches_bit_for_bit(synthetic_shards):
+    make = lambda workers: train_stream.train_dataset(synthetic_shards, batch_size=4, image_size=16, seed=2,
+                                                      augment=AUGMENT, worker_count=workers, start=1)
+    reference = _batches(make(0), 4)
+    for workers in (1, 2):
+        for a, b in zip(reference, _batches(make(workers), 4)):
+            _assert_same(a, b)

@@ -1,8 +1,7 @@
 """grain input pipelines over the shards (ARCHITECTURE.md, "Data flow").
 
-train: global shuffle by seed, repeat, decode, augment (random resized crop, horizontal flip, colour jitter),
-resize, normalise, batch (drop remainder), sharded by JAX process over one global stream, so that a global batch
-is the same for any number of processes; the iterator state is checkpointable.
+train: decode, augment (random resized crop, horizontal flip, colour jitter), resize, normalise (the stream that
+orders and batches them: pasn_jax/data/train_stream.py).
 eval: every record of this process's share once, in stored (video, frame) order, padded to equal batch counts.
 
 A batch is a dict of numpy arrays: image [B,H,W,3] float32 normalised as (x/255 - 0.5)/0.5; au [B,12] int32
@@ -12,12 +11,11 @@ A batch is a dict of numpy arrays: image [B,H,W,3] float32 normalised as (x/255 
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import grain
 import numpy as np
 import simplejpeg
-from absl import flags
 from PIL import Image
 
 from pasn_jax import labels
@@ -61,18 +59,25 @@ def augment_options(augment: Mapping) -> Augment:
 
 
 def label_arrays(record: Mapping) -> dict:
-    """Labels of one record with their masks (1 where annotated; sentinels stay in the label arrays)."""
+    """Labels of one frame record with their masks (1 where annotated; sentinels stay in the label arrays), and its
+    identity (-1 where unknown)."""
     au = np.asarray(record["au"], np.int32)  # [12]
     va = np.asarray(record["va"], np.float32)  # [2]
     return {
         "au": au, "au_mask": (au != labels.AU_MISSING).astype(np.float32),
         "expr": np.int32(record["expr"]), "expr_mask": np.float32(record["expr"] != labels.EXPR_MISSING),
         "va": va, "va_mask": np.float32(np.all(va != labels.VA_MISSING)),
+        "identity": np.int32(record.get("identity", shards.IDENTITY_UNKNOWN)),
     }
 
 
-def _decode(data: bytes) -> np.ndarray:
-    return simplejpeg.decode_jpeg(data, colorspace="RGB")  # [h, w, 3] uint8
+def _decode(data: bytes, where: str = "image") -> np.ndarray:
+    """JPEG -> [h, w, 3] uint8; a record whose image does not decode is a ShardError naming it (`where`: the shard
+    file and record number)."""
+    try:
+        return simplejpeg.decode_jpeg(data, colorspace="RGB")
+    except ValueError as e:
+        raise shards.ShardError(f"{where}: the image does not decode as a JPEG ({e})") from None
 
 
 def _resize(image: np.ndarray, box: tuple[int, int, int, int], size: int) -> np.ndarray:
@@ -123,37 +128,76 @@ def _normalise(image: np.ndarray, brightness=1.0, contrast=1.0, saturation=1.0) 
     return np.clip(x, -1.0, 1.0, out=x)
 
 
-class TrainTransform(grain.transforms.RandomMap):
-    """record -> augmented example: decode, random resized crop, flip, colour jitter, resize, normalise."""
+def augmented_image(data: bytes, rng: np.random.Generator, image_size: int, augment: Augment,
+                    where: str = "image") -> np.ndarray:
+    """A JPEG decoded, randomly cropped and resized, maybe flipped, colour-jittered and normalised. [S, S, 3]"""
+    image = _decode(data, where)
+    height, width = image.shape[:2]
+    a = augment
+    box = (_random_crop_box(rng, height, width, a.crop_scale, a.crop_ratio) if a.random_resized_crop
+           else (0, 0, width, height))
+    image = _resize(image, box, image_size)
+    if a.hflip and rng.random() < 0.5:
+        image = image[:, ::-1]
+    factors = rng.uniform(1 - a.color_jitter, 1 + a.color_jitter, 3) if a.color_jitter else (1.0, 1.0, 1.0)
+    return _normalise(image, *factors)
 
-    def __init__(self, image_size: int, augment: Augment):
-        self.image_size = image_size
-        self.augment = augment
+
+def plain_pixels(image: np.ndarray, image_size: int) -> np.ndarray:
+    """uint8 pixels [H, W, 3] resized whole and normalised, without augmentation. [S, S, 3]"""
+    return _normalise(_resize(image, (0, 0, image.shape[1], image.shape[0]), image_size))
+
+
+def plain_image(data: bytes, image_size: int, where: str = "image") -> np.ndarray:
+    """A JPEG decoded, resized whole and normalised, without augmentation. [S, S, 3]"""
+    return plain_pixels(_decode(data, where), image_size)
+
+
+def missing_labels() -> dict:
+    """The label arrays of a frame without any label (masks 0, identity unknown)."""
+    return label_arrays({"au": [labels.AU_MISSING] * labels.NUM_AUS, "expr": labels.EXPR_MISSING,
+                         "va": [labels.VA_MISSING] * len(labels.VA_NAMES)})
+
+
+class TrainTransform(grain.transforms.RandomMap):
+    """frame record -> augmented example: decode, random resized crop, flip, colour jitter, resize, normalise.
+    `bad` is 0; with `skip_bad`, a record whose image does not decode becomes a blank example without labels
+    (`bad` 1: it adds nothing to any loss) instead of stopping training."""
+
+    def __init__(self, image_size: int, augment: Augment, skip_bad: bool = False):
+        self.image_size, self.augment, self.skip_bad = image_size, augment, skip_bad
 
     def random_map(self, record: Mapping, rng: np.random.Generator) -> dict:
-        image = _decode(record["image"])
-        height, width = image.shape[:2]
-        a = self.augment
-        box = (_random_crop_box(rng, height, width, a.crop_scale, a.crop_ratio) if a.random_resized_crop
-               else (0, 0, width, height))
-        image = _resize(image, box, self.image_size)
-        if a.hflip and rng.random() < 0.5:
-            image = image[:, ::-1]
-        factors = rng.uniform(1 - a.color_jitter, 1 + a.color_jitter, 3) if a.color_jitter else (1.0, 1.0, 1.0)
-        return {"image": _normalise(image, *factors), **label_arrays(record)}
+        try:
+            image = augmented_image(record["image"], rng, self.image_size, self.augment, record.get("where", "image"))
+        except shards.ShardError:
+            if not self.skip_bad:
+                raise
+            return {"image": np.zeros((self.image_size, self.image_size, 3), np.float32), **missing_labels(),
+                    "bad": np.int32(1)}
+        return {"image": image, **label_arrays(record), "bad": np.int32(0)}
 
 
 class EvalTransform(grain.transforms.Map):
-    """record -> example without augmentation, with its video and frame."""
+    """frame record -> example without augmentation, with its video and frame."""
 
     def __init__(self, image_size: int):
         self.image_size = image_size
 
     def map(self, record: Mapping) -> dict:
-        image = _decode(record["image"])
-        image = _resize(image, (0, 0, image.shape[1], image.shape[0]), self.image_size)
-        return {"image": _normalise(image), **label_arrays(record), "video": record["video"],
-                "frame": np.int32(record["frame"]), "valid": True}
+        return {"image": plain_image(record["image"], self.image_size, record.get("where", "image")),
+                **label_arrays(record), "video": record["video"], "frame": np.int32(record["frame"]), "valid": True}
+
+
+class ImageTransform(grain.transforms.Map):
+    """{'image': JPEG bytes, 'index': int} -> example without augmentation (sets of bare images)."""
+
+    def __init__(self, image_size: int):
+        self.image_size = image_size
+
+    def map(self, record: Mapping) -> dict:
+        return {"image": plain_image(record["image"], self.image_size), "index": np.int32(record["index"]),
+                "valid": True}
 
 
 def _shard_options(shard_index: int | None, shard_count: int | None) -> grain.sharding.ShardOptions:
@@ -164,87 +208,74 @@ def _shard_options(shard_index: int | None, shard_count: int | None) -> grain.sh
     return grain.sharding.ShardOptions(shard_index=shard_index, shard_count=shard_count, drop_remainder=False)
 
 
-def train_sampler(data_dir: str, *, seed: int, split: str = "train") -> grain.samplers.IndexSampler:
-    """Infinite global stream of record keys: a fresh shuffle of all records per epoch, and an augmentation rng
-    per stream position. Processes take interleaved positions of this one stream (grain's DataLoader asks for
-    position k * shard_count + shard_index), so the records and augmentations of a global batch do not depend
-    on how many processes share it."""
-    return grain.samplers.IndexSampler(num_records=num_records(data_dir, split),
-                                       shard_options=grain.sharding.NoSharding(),
-                                       shuffle=True, num_epochs=None, seed=seed)
+def _frame_padding(image_size: int) -> dict:
+    """One padding example of frames: sentinel labels, zero masks, valid False."""
+    return {"image": np.zeros((image_size, image_size, 3), np.float32), **missing_labels(), "video": "",
+            "frame": np.int32(0), "valid": False}
 
 
-def train_dataset(data_dir: str, *, batch_size: int, image_size: int, seed: int, augment: Mapping,
-                  split: str = "train", worker_count: int = 0, shard_index: int | None = None,
-                  shard_count: int | None = None) -> grain.DataLoaderIterator:
-    """Infinite iterator of augmented train batches of `batch_size` (per process); supports get_state/set_state
-    and grain.checkpoint.CheckpointSave/Restore. Shards by JAX process unless shard_index/count are given."""
-    source = shards.ShardSource(data_dir, split)
-    if len(source) == 0:
-        raise shards.ShardError(f"{data_dir}: split '{split}' has no records")
-    if worker_count and not flags.FLAGS.is_parsed():
-        flags.FLAGS.mark_as_parsed()  # grain's worker processes read absl flags (ARCHITECTURE.md, "Facts measured")
-    loader = grain.DataLoader(
-        data_source=source,
-        sampler=train_sampler(data_dir, seed=seed, split=split),
-        shard_options=_shard_options(shard_index, shard_count),
-        operations=[TrainTransform(image_size, augment_options(augment)),
-                    grain.transforms.Batch(batch_size=batch_size, drop_remainder=True)],
-        worker_count=worker_count, read_options=READ_OPTIONS)
-    return iter(loader)
-
-
-def _padding(image_size: int) -> dict:
-    """One padding example: sentinel labels, zero masks, valid False."""
-    return {"image": np.zeros((image_size, image_size, 3), np.float32),
-            **label_arrays({"au": [labels.AU_MISSING] * labels.NUM_AUS, "expr": labels.EXPR_MISSING,
-                            "va": [labels.VA_MISSING] * len(labels.VA_NAMES)}),
-            "video": "", "frame": np.int32(0), "valid": False}
-
-
-def _stack(examples: list[dict]) -> dict:
+def stack(examples: list[dict]) -> dict:
+    """Examples -> a batch: each field stacked (string fields as a str array)."""
     return {k: np.stack([e[k] for e in examples]) if k != "video" else np.array([e[k] for e in examples], str)
             for k in examples[0]}
 
 
 class EvalBatches:
-    """Eval batches of one process: its share [start, stop) of the split, in order, padded to `num_batches`."""
+    """Eval batches of one process: its share [start, stop) of a random-access source, `transform`ed, in order,
+    the last padded with `padding` (an example whose `valid` is False), and as many padding batches after as make
+    `num_batches` (every process yields the same number)."""
 
-    def __init__(self, source: shards.ShardSource, start: int, stop: int, *, batch_size: int, image_size: int,
-                 num_batches: int):
-        self.source, self.start, self.stop = source, start, stop
-        self.batch_size, self.image_size, self.num_batches = batch_size, image_size, num_batches
+    def __init__(self, source, start: int, stop: int, transform: grain.transforms.Map, padding: dict, *,
+                 batch_size: int, num_batches: int):
+        self.source, self.start, self.stop, self.transform, self.padding = source, start, stop, transform, padding
+        self.batch_size, self.num_batches = batch_size, num_batches
 
     def __len__(self) -> int:
         return self.num_batches
 
     def __iter__(self):
-        pad = _padding(self.image_size)
-        dataset = grain.MapDataset.source(self.source)[self.start:self.stop].map(EvalTransform(self.image_size))
+        dataset = grain.MapDataset.source(self.source)[self.start:self.stop].map(self.transform)
         pending, produced = [], 0
         for example in dataset.to_iter_dataset(READ_OPTIONS):
             pending.append(example)
             if len(pending) == self.batch_size:
-                yield _stack(pending)
+                yield stack(pending)
                 pending, produced = [], produced + 1
         if pending:
-            yield _stack(pending + [pad] * (self.batch_size - len(pending)))
+            yield stack(pending + [self.padding] * (self.batch_size - len(pending)))
             produced += 1
         for _ in range(self.num_batches - produced):
-            yield _stack([pad] * self.batch_size)
+            yield stack([self.padding] * self.batch_size)
+
+
+def process_share(source, transform: grain.transforms.Map, padding: dict, *, batch_size: int,
+                  shard_index: int | None, shard_count: int | None) -> EvalBatches:
+    """Every record of this process's contiguous share of `source` once, in order; every process yields
+    ceil(ceil(N / shard_count) / batch_size) batches."""
+    options = _shard_options(shard_index, shard_count)
+    share = -(-len(source) // options.shard_count)
+    start = min(len(source), options.shard_index * share)
+    stop = min(len(source), start + share)
+    return EvalBatches(source, start, stop, transform, padding, batch_size=batch_size,
+                       num_batches=-(-share // batch_size))
 
 
 def eval_dataset(data_dir: str, *, batch_size: int, image_size: int, split: str = "val",
                  shard_index: int | None = None, shard_count: int | None = None) -> EvalBatches:
-    """Every record of this process's share once, in order, no augmentation; the last batch padded (`valid`
-    marks real records) and every process yields ceil(ceil(N / shard_count) / batch_size) batches."""
-    options = _shard_options(shard_index, shard_count)
-    source = shards.ShardSource(data_dir, split)
-    share = -(-len(source) // options.shard_count)
-    start = min(len(source), options.shard_index * share)
-    stop = min(len(source), start + share)
-    return EvalBatches(source, start, stop, batch_size=batch_size, image_size=image_size,
-                       num_batches=-(-share // batch_size))
+    """Every frame record of this process's share of a split once, in order, no augmentation; the last batch padded
+    (`valid` marks real records)."""
+    return process_share(shards.ShardSource(data_dir, split), EvalTransform(image_size), _frame_padding(image_size),
+                         batch_size=batch_size, shard_index=shard_index, shard_count=shard_count)
+
+
+def image_batches(images: Sequence[bytes], *, batch_size: int, image_size: int, shard_index: int | None = None,
+                  shard_count: int | None = None) -> EvalBatches:
+    """Batches {'image', 'index', 'valid'} of this process's share of a list of encoded images (e.g. a verification
+    set), in order, without augmentation."""
+    source = [{"image": data, "index": i} for i, data in enumerate(images)]
+    padding = {"image": np.zeros((image_size, image_size, 3), np.float32), "index": np.int32(-1), "valid": False}
+    return process_share(source, ImageTransform(image_size), padding, batch_size=batch_size, shard_index=shard_index,
+                         shard_count=shard_count)
 
 
 def num_records(data_dir: str, split: str) -> int:

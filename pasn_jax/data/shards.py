@@ -175,6 +175,10 @@ def read_metadata(data_dir: str, split: str) -> dict:
     for key in ("num_records", "shards"):
         if key not in metadata:
             raise ShardError(f"{path}: missing key '{key}'")
+    for i, entry in enumerate(metadata["shards"]):
+        for key in ("file", "index", "num_records", "bytes"):
+            if not isinstance(entry, dict) or key not in entry:
+                raise ShardError(f"{path}: shards[{i}] lacks the key '{key}'")
     return metadata
 
 
@@ -190,7 +194,8 @@ class ShardSource:
     """grain RandomAccessDataSource over all shards of a split, in stored order.
 
     Opens files lazily per process (picklable for grain workers); reads with os.pread (thread safe); checks
-    every record's CRCs. source[i] -> dict record (decode_example or decode_triplet, by the split's record kind).
+    every record's CRCs. source[i] -> dict record (decode_example or decode_triplet, by the split's record kind),
+    with `where` naming its shard file and record number for errors about its contents.
     """
 
     def __init__(self, data_dir: str, split: str):
@@ -257,7 +262,7 @@ class ShardSource:
         where = f"{self._shards[shard]}: record {k}"
         start, stop = int(self._offsets[shard][k]), int(self._offsets[shard][k + 1])
         framed = os.pread(self._fd(shard), stop - start, start)  # one read, no shared file position
-        return _DECODERS[self.kind](unframe_record(framed, where), where)
+        return {**_DECODERS[self.kind](unframe_record(framed, where), where), "where": where}
 
     def close(self, _close=os.close):
         for fd in self._fds.values():
