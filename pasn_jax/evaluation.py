@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Sequence
 import jax
 import numpy as np
 
-from pasn_jax import parallel
+from pasn_jax import faults, parallel
 
 _STRING_BYTES = 128  # string fields (video names) travel between processes as fixed-width bytes
 
@@ -32,7 +32,9 @@ def predict_split(predict: Callable, variables, batches: Iterable[dict], mesh, h
     share of a split and returns, in every process, the predictions and the `host_keys` fields of all processes'
     examples whose `valid` is True, as host numpy arrays (batches in process order; string fields as str)."""
     parts = []
-    for local in batches:
+    for number, local in enumerate(batches):
+        if number == 1:
+            faults.kill_if_armed("eval")
         images = parallel.global_batch({"image": local["image"]}, mesh)["image"]
         predictions = jax.device_get(predict(variables, images))
         host, strings = {}, []

@@ -11,7 +11,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from pasn_jax import evaluate, train, xla_flags
+from pasn_jax import checkpointing, evaluate, preemption, train, xla_flags
 
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/abaw.py:demo.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Folder for checkpoints, logs and evaluation outputs.")
@@ -22,11 +22,14 @@ flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for ja
 flags.DEFINE_integer("num_processes", None, "Number of processes, for jax.distributed.")
 flags.DEFINE_integer("process_id", None, "This process's index, for jax.distributed.")
 flags.DEFINE_bool("traceback", False, "Show the full traceback of an input error instead of one line.")
+flags.DEFINE_integer("preempted_exit_code", 0, "Exit status after a preemption signal was handled (a checkpoint of "
+                     "the current step written): 0, or another value for schedulers that requeue failed jobs.")
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
 
-# Errors that are the user's input (paths, data, configs) or a run stopped on purpose: one line, exit 1.
-_USER_ERRORS = (ValueError, FileNotFoundError, train.NonFiniteLossError)
+# Errors that are the user's input (paths, data, configs), a run stopped on purpose or a checkpoint that cannot be
+# written or read: one line, exit 1.
+_USER_ERRORS = (ValueError, FileNotFoundError, train.NonFiniteLossError, checkpointing.CheckpointError)
 
 
 def main(argv):
@@ -42,6 +45,9 @@ def main(argv):
             train.train_and_evaluate(config, workdir)
         else:
             evaluate.evaluate(config, workdir, step=None if config.eval.step < 0 else config.eval.step)
+    except preemption.Preempted as e:
+        print(e, flush=True)
+        sys.exit(FLAGS.preempted_exit_code)
     except _USER_ERRORS as e:
         if FLAGS.traceback:
             raise

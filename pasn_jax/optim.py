@@ -42,17 +42,23 @@ def sgdr_schedule(lr: float, t0: int, t_mult: float = 1.0, eta_min: float = 0.0,
     return schedule
 
 
+OPTIMIZERS = ("sgd", "adam")
+
+
 def make_optimizer(optim_config, trainable_mask):
-    """optax SGD(momentum, nesterov) + weight decay on the trainable parameters, set_to_zero on the frozen ones.
+    """optax SGD(momentum, nesterov) (the paper's) or Adam (optim.name = 'adam', FECNet's choice for embedding
+    training) with the SGDR schedule, + weight decay on the trainable parameters, set_to_zero on the frozen ones.
 
     Returns (optimizer, schedule).
     """
     schedule = sgdr_schedule(optim_config.lr, optim_config.t0_steps, optim_config.t_mult,
                              optim_config.eta_min, optim_config.warmup_steps)
-    sgd = optax.chain(
-        optax.add_decayed_weights(optim_config.weight_decay),
-        optax.sgd(schedule, momentum=optim_config.momentum or None, nesterov=optim_config.nesterov),
-    )
+    name = optim_config.get("name", "sgd")
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optim.name: expected one of {', '.join(OPTIMIZERS)}, got {name!r}")
+    update = (optax.sgd(schedule, momentum=optim_config.momentum or None, nesterov=optim_config.nesterov)
+              if name == "sgd" else optax.adam(schedule))
+    sgd = optax.chain(optax.add_decayed_weights(optim_config.weight_decay), update)
     labels = jax.tree.map(lambda t: "trainable" if t else "frozen", trainable_mask)
     optimizer = optax.multi_transform({"trainable": sgd, "frozen": optax.set_to_zero()}, labels)
     return optimizer, schedule

@@ -1,19 +1,22 @@
 """The one training loop: `train_and_evaluate(config, workdir)` (paper §4.1; ARCHITECTURE.md "Training recipe").
 
-Sections, in order: mesh and workdir guard -> task (`config.task`: what is trained, on which data, with which loss
-and evaluator) -> input -> model, optimizer and the jitted step -> restore or init -> loop (step, log, checkpoint,
-evaluate). The step is data parallel: one `Mesh` over all devices of all processes, the batch split on `data`, the
-state replicated and donated. A step whose loss or gradient is not finite leaves the state untouched and is
-counted; `max_nonfinite_in_a_row` of them in a row stop the run, with the last checkpoint intact.
+Sections, in order: config checks, mesh and workdir guard -> task (`config.task`: what is trained, on which data,
+with which loss and evaluator) -> input -> model, optimizer and the jitted step -> restore or init -> loop (step,
+log, checkpoint, evaluate). The step is data parallel: one `Mesh` over all devices of all processes, the batch split
+on `data`, the state replicated and donated. A step whose loss or gradient is not finite leaves the state untouched
+and is counted; `max_nonfinite_in_a_row` of them in a row stop the run, with the last checkpoint intact. A
+preemption signal checkpoints the current step and stops (pasn_jax/preemption.py).
 """
 
 import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-from pasn_jax import checkpointing, evaluation, parallel, tasks, train_state
+from pasn_jax import (checkpointing, config_checks, evaluation, faults, parallel, preemption, tasks, train_state,
+                      workdir_config)
 from pasn_jax.train_log import Logger, MetricsWindow, duration
 
 
@@ -23,7 +26,9 @@ class NonFiniteLossError(RuntimeError):
 
 def train_step(loss, optimizer, schedule, state, batch, rng):
     """One SGD step on the task's loss (PASN: eq. 7); skipped (state kept) when the loss or a gradient is not
-    finite. `loss(variables, batch, rng) -> (total, {name: scalar}, new batch_stats)`."""
+    finite. `loss(variables, batch, rng) -> (total, {name: scalar}, new batch_stats)`. The metrics carry the rate
+    applied (the schedule at the optimizer's own count: skipped steps do not advance it), the preemption flag
+    reduced over all devices and the training records that were skipped as unreadable."""
     dropout_rng = jax.random.fold_in(rng, state.step)
 
     def objective(params):
@@ -42,38 +47,47 @@ def train_step(loss, optimizer, schedule, state, batch, rng):
         step=state.step + 1, params=keep(params, state.params), batch_stats=keep(batch_stats, state.batch_stats),
         opt_state=keep(opt_state, state.opt_state), nonfinite_total=state.nonfinite_total + (~finite),
         nonfinite_in_a_row=in_a_row)
-    step_metrics = {"loss": total, "grad_norm": grad_norm, "lr": schedule(state.step),
-                    "nonfinite_in_a_row": in_a_row, "nonfinite_total": new_state.nonfinite_total, **task_metrics}
+    step_metrics = {"loss": total, "grad_norm": grad_norm, "lr": schedule(state.step - state.nonfinite_total),
+                    "nonfinite_in_a_row": in_a_row, "nonfinite_total": new_state.nonfinite_total,
+                    "preempt": jnp.max(batch["preempt"]), "bad_records": jnp.sum(batch["bad"]), **task_metrics}
     return new_state, step_metrics
 
 
 def _log_line(step: int, num_steps: int, mean: dict, last: dict, seconds_per_step: float) -> str:
     """`step S/N | loss L (task losses) | lr | img/s | skipped | eta`."""
     parts = ", ".join(f"{k.removeprefix('loss_')} {mean[k]:.4f}" for k in sorted(mean) if k.startswith("loss_"))
+    bad = f" | {int(mean['bad_records_total'])} unreadable records skipped" if mean["bad_records_total"] else ""
     return (f"step {step}/{num_steps} | loss {mean['loss']:.4f}" + (f" ({parts})" if parts else "")
-            + f" | lr {mean['lr']:.5f} | {mean['images_per_s']:.1f} img/s | skipped {int(last['nonfinite_total'])} | "
-            f"eta {duration((num_steps - step) * seconds_per_step)}")
+            + f" | lr {mean['lr']:.5f} | {mean['images_per_s']:.1f} img/s | skipped {int(last['nonfinite_total'])}"
+            + bad + f" | eta {duration((num_steps - step) * seconds_per_step)}")
 
 
 def train_and_evaluate(config, workdir: str) -> evaluation.EvalResult:
-    """Trains to `config.num_steps` (resuming from the workdir's latest checkpoint) and returns the last
-    evaluation; a workdir already trained that far is only evaluated."""
-    # Mesh, workdir and task.
+    """Trains to `config.num_steps` (resuming from the workdir's latest checkpoint that restores) and returns the
+    last evaluation; a workdir already trained that far is only evaluated. A preemption signal from the start on
+    (data preparation, initialisation and compiling included) checkpoints the step the run is at and stops."""
+    with preemption.PreemptionRequest() as request:
+        return _train_and_evaluate(config, workdir, request)
+
+
+def _train_and_evaluate(config, workdir: str, request: preemption.PreemptionRequest) -> evaluation.EvalResult:
+    # Config, mesh, workdir and task.
     mesh = parallel.make_mesh()
-    checkpointing.check_workdir_config(workdir, config)
+    dtype_note = workdir_config.resolve_dtype(workdir, config)
+    config_checks.check(config, mesh.size)
+    workdir_config.check(workdir, config)
     task = tasks.load(config)
     logger = Logger(workdir)
     logger.info(f"{jax.process_count()} process(es), {jax.device_count()} device(s) "
-                f"({jax.devices()[0].platform}); global batch {config.batch_size}")
+                f"({jax.devices()[0].platform}); global batch {config.batch_size}"
+                + (f"; {dtype_note}" if dtype_note else ""))
 
     # Input.
     data_dir = task.prepare_data(config)
-    train_iter = task.train_batches(
-        config, data_dir, batch_size=parallel.per_process_batch_size(config.batch_size, mesh), seed=config.seed,
-        worker_count=config.data.worker_count, shard_index=jax.process_index(), shard_count=jax.process_count())
+    local_batch_size = parallel.per_process_batch_size(config.batch_size, mesh)
 
     # Model, optimizer, shardings and the jitted step.
-    model = task.build_model(config)
+    model = task.build_model(config, data_dir)
     optimizer, schedule = train_state.make_optimizer(model, config, task.trainable_mask)
     repl = parallel.replicated(mesh)
     step_fn = jax.jit(functools.partial(train_step, task.loss_fn(model, config), optimizer, schedule),
@@ -83,17 +97,21 @@ def train_and_evaluate(config, workdir: str) -> evaluation.EvalResult:
 
     # Restore or initialise.
     ckpt = checkpointing.Checkpointer(workdir, keep=config.keep_checkpoints)
-    latest = ckpt.latest_step()
-    if latest is None:
+    abstract = train_state.abstract_train_state(model, optimizer, config.model.image_size, repl)
+    restored = ckpt.restore_latest(abstract, logger.info)
+    if restored is None:
         variables, note = task.initial_variables(model, config, rng, data_dir, mesh)
         state = train_state.create_train_state(variables, optimizer, repl)
         logger.info(f"initialised {sum(x.size for x in jax.tree.leaves(state.params)):,} parameters"
                     + (f"; {note}" if note else ""))
     else:
-        abstract = train_state.abstract_train_state(model, optimizer, config.model.image_size, repl)
-        state = ckpt.restore(latest, abstract, train_iter)
+        state, latest = restored
         logger.info(f"resumed from {ckpt.directory}/{latest}")
     step = int(jax.device_get(state.step))
+    saved = step if restored is not None else None  # the last step written to a checkpoint
+    train_iter = task.train_batches(config, data_dir, batch_size=local_batch_size, seed=config.seed, start=step,
+                                    worker_count=config.data.worker_count, shard_index=jax.process_index(),
+                                    shard_count=jax.process_count())  # the stream's position is the step
     evaluator = task.Evaluator(model, config, data_dir, mesh)
 
     def run_eval(step):
@@ -102,33 +120,47 @@ def train_and_evaluate(config, workdir: str) -> evaluation.EvalResult:
         logger.info(task.format_table(result))
         return result
 
-    def check_finite(step_metrics):
-        if step_metrics is not None and step_metrics["nonfinite_in_a_row"] >= config.max_nonfinite_in_a_row:
+    def observe(step_metrics):
+        """Stops on too many non-finite steps in a row, or on a preemption every process has now seen."""
+        if step_metrics is None:
+            return
+        if step_metrics["nonfinite_in_a_row"] >= config.max_nonfinite_in_a_row:
             ckpt.close()
             raise NonFiniteLossError(
                 f"stopped at step {step}: {config.max_nonfinite_in_a_row} non-finite losses or gradients in a row; "
                 f"the last good checkpoint is step {ckpt.latest_step()} in {ckpt.directory}")
+        if step_metrics["preempt"]:
+            if saved != step:
+                ckpt.save(step, state)
+            ckpt.close()
+            logger.close()
+            raise preemption.Preempted(step, f"{ckpt.directory}/{step}", request.signal_name or "another process")
 
     if step >= config.num_steps:  # the loop below does not run
         logger.info(f"{workdir} is already trained to step {step} (num_steps {config.num_steps}); evaluating it")
         result = run_eval(step)
 
     # Loop: step -> log -> checkpoint -> evaluate.
-    window = MetricsWindow()
+    window = MetricsWindow(counted=("bad_records",))
+    faults.kill_if_armed("start")
     while step < config.num_steps:
         local = next(train_iter)
-        batch = parallel.global_batch({k: local[k] for k in task.BATCH_KEYS}, mesh)
-        state, step_metrics = step_fn(state, batch, rng)
+        local = {k: local[k] for k in task.BATCH_KEYS} | {
+            "preempt": np.full(local_batch_size, request.requested, np.int32),
+            "bad": np.asarray(local.get("bad", np.zeros(local_batch_size)), np.int32)}
+        state, step_metrics = step_fn(state, parallel.global_batch(local, mesh), rng)
         step += 1
-        check_finite(window.push(step_metrics))
+        faults.kill_if_armed("step")
+        observe(window.push(step_metrics))
 
         if step % config.log_every == 0 or step == config.num_steps:
-            mean, last, seconds_per_step = window.summary(config.batch_size)
-            check_finite(last)
+            mean, last, seconds_per_step = window.summary(config.batch_size * task.IMAGES_PER_EXAMPLE)
+            observe(last)
             logger.scalars(step, mean, "train")
             logger.info(_log_line(step, config.num_steps, mean, last, seconds_per_step))
         if step % config.checkpoint_every == 0 or step == config.num_steps:
-            ckpt.save(step, state, train_iter)
+            ckpt.save(step, state)
+            saved = step
         if step % config.eval_every == 0 or step == config.num_steps:
             result = run_eval(step)
         window.restart_clock()

@@ -40,13 +40,15 @@ def duration(seconds: float) -> str:
 
 class MetricsWindow:
     """The step metrics since the last log line. A step's metrics are fetched from the device one step late, when the
-    next step has been dispatched, so that the host never waits for the step in flight."""
+    next step has been dispatched, so that the host never waits for the step in flight. The metrics named in
+    `counted` are also summed since the window was made (`<name>_total`)."""
 
-    def __init__(self):
+    def __init__(self, counted: tuple[str, ...] = ()):
         self._fetched: list[dict] = []
         self._pending = None
         self.steps = 0
         self._start = time.perf_counter()
+        self.totals = {f"{k}_total": 0 for k in counted}
 
     def push(self, step_metrics) -> dict | None:
         """Adds a dispatched step's metrics; returns the previous step's, now fetched (None at the first)."""
@@ -60,6 +62,8 @@ class MetricsWindow:
             return None
         fetched, self._pending = jax.device_get(self._pending), None
         self._fetched.append(fetched)
+        for total in self.totals:
+            self.totals[total] += int(fetched[total.removesuffix("_total")])
         return fetched
 
     def summary(self, batch_size: int) -> tuple[dict, dict, float]:
@@ -69,6 +73,7 @@ class MetricsWindow:
         elapsed = time.perf_counter() - self._start
         mean = {k: float(np.mean([m[k] for m in self._fetched])) for k in self._fetched[0]}
         mean["images_per_s"] = self.steps * batch_size / elapsed
+        mean.update(self.totals)
         last, seconds_per_step = self._fetched[-1], elapsed / self.steps
         self._fetched.clear()
         self.steps = 0

@@ -119,7 +119,7 @@ def test_identity_tower_starts_from_a_pytorch_file_and_stays_frozen(smoke_cache,
     import torch
     from benchmarks import torch_reference
 
-    from pasn_jax.models import pasn, torch_import
+    from pasn_jax.models import torch_import, towers
 
     path = str(tmp_path / "f_id.pth")
     torch.manual_seed(0)
@@ -131,9 +131,9 @@ def test_identity_tower_starts_from_a_pytorch_file_and_stays_frozen(smoke_cache,
     assert f"{path}: loaded" in proc.stdout and "into tower 'f_id'" in proc.stdout
     state = load_state(workdir)
     variables = {"params": state.params, "batch_stats": state.batch_stats}
-    expected = torch_import.tower_from_torch(torch_import.load_state_dict(path), pasn.get_tower(variables, "f_id"),
+    expected = torch_import.tower_from_torch(torch_import.load_state_dict(path), towers.get_tower(variables, "f_id"),
                                              "iresnet18")
-    assert max_abs_difference(pasn.get_tower(variables, "f_id"), expected) == 0.0
+    assert max_abs_difference(towers.get_tower(variables, "f_id"), expected) == 0.0
     expr_kernel = state.params["prior"]["f_expr"]["conv1"]["kernel"]
     id_kernel = state.params["prior"]["f_id"]["conv1"]["kernel"]
     assert 0 < np.max(np.abs(expr_kernel - id_kernel)) < 0.5 * np.max(np.abs(id_kernel))  # 3 steps from f_id
