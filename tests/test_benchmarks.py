@@ -71,3 +71,12 @@ def test_a_bad_case_is_one_error_line(script):
     assert proc.stderr.strip().splitlines() == [
         "error: --cases: expected BACKBONE@SIZE with BACKBONE in ['iresnet100', 'iresnet18', 'iresnet34', "
         "'iresnet50', 'resnet50'], got 'vgg16@112'"], proc.stderr
+
+
+def test_predict_benchmark_prints_its_rate():
+    out = _run(sys.executable, "-m", "benchmarks.predict", "--width", "320", "--height", "180", "--frames", "4",
+               "--batch", "4").stdout
+    assert out.startswith("machine: "), out
+    rate = re.search(r"predict 320x180, 4 frames, 4 faces, PASN iresnet18 width 16 @64 \w+ \(random demo\), "
+                     r"batch 4: ([0-9.]+) frames/s end to end", out)
+    assert rate and float(rate.group(1)) > 0, out
