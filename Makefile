@@ -1,13 +1,20 @@
-# The two set-up commands of the README: `make demo` (the main job on the embedded synthetic Aff-Wild2) and
-# `make test` (the test suite). Each creates .venv on first use and installs the pinned requirements.
+# The two set-up commands of the README: `make demo` (the main job on the embedded synthetic data: the prior's two
+# stages, then PASN; launch/demo.sh) and `make test` (the test suite). Each creates .venv on first use and installs
+# the pinned requirements; ACCEL=cuda12, cuda13 or tpu adds the accelerator's jax plugin
+# (requirements-$(ACCEL).txt), e.g. `make demo ACCEL=cuda12`.
 PYTHON ?= python3
+ACCEL ?= cpu
 VENV := .venv
 PY := $(VENV)/bin/python
+RUNTIME := $(if $(filter cpu,$(ACCEL)),requirements.txt,requirements-$(ACCEL).txt)
 
-$(VENV)/.runtime: requirements.txt
+$(VENV)/.runtime-$(ACCEL): requirements.txt $(RUNTIME)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r $(RUNTIME)
+	touch $@
+
+$(VENV)/.runtime: $(VENV)/.runtime-$(ACCEL)
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
@@ -16,7 +23,7 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 
 .PHONY: demo test test-slow test-ablations
 demo: $(VENV)/.runtime
-	$(PY) -m pasn_jax.main --config=configs/abaw.py:demo --workdir=runs/demo
+	PYTHON=$(PY) launch/demo.sh runs/demo
 
 test: $(VENV)/.dev
 	$(PY) -m pytest -q

@@ -1,5 +1,5 @@
-"""Shared benchmark helpers: the machine line, benchmark cases, a matmul peak, alternating A/B timing, XLA cost
-analysis, peak RSS.
+"""Shared benchmark helpers: the machine line, benchmark cases, a matmul peak, alternating A/B timing, model FLOPs
+counted from the jaxpr, peak RSS.
 
 Ratios ours / PyTorch are measured alternately (ours, torch, ours, torch, ...) in one process and summarised by the
 median of the per-pair ratios, because the 2-core machine is shared and its speed drifts within a minute.
@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pasn_jax import xla_flags
-from pasn_jax.models.pasn import BACKBONES
+from pasn_jax.models.towers import BACKBONES
 
 
 # The XLA flags `python -m pasn_jax.main` applies (pasn_jax/xla_flags.py); the benchmarks apply them by default.
@@ -97,15 +97,46 @@ def matmul_peak(repeats: int = 5) -> tuple[float, str]:
     return 2 * n**3 / best / 1e9, f"{jnp.dtype(dtype).name} [{n}, {n}] jnp.dot, best of {repeats}"
 
 
+def _equation_flops(eqn) -> float:
+    """2 x multiply-adds of a convolution or a matrix product; 0 for anything else (elementwise work is not counted,
+    as in the usual model-FLOPs definition of MFU)."""
+    out = eqn.outvars[0].aval.shape
+    if eqn.primitive.name == "conv_general_dilated":
+        rhs = eqn.invars[1].aval.shape
+        out_features = rhs[eqn.params["dimension_numbers"].rhs_spec[0]]
+        return 2.0 * np.prod(out) * np.prod(rhs) / out_features  # per output: in-features/group x kernel window
+    if eqn.primitive.name == "dot_general":
+        (contracting, _), _ = eqn.params["dimension_numbers"]
+        lhs = eqn.invars[0].aval.shape
+        return 2.0 * np.prod(out) * np.prod([lhs[d] for d in contracting])
+    return 0.0
+
+
+def _jaxpr_flops(jaxpr) -> float:
+    total = 0.0
+    for eqn in jaxpr.eqns:
+        total += _equation_flops(eqn)
+        for param in eqn.params.values():  # nested computations: jit, custom_vjp/jvp, remat, cond branches
+            for sub in param if isinstance(param, list | tuple) else [param]:
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    total += _jaxpr_flops(inner)
+    return total
+
+
+def model_flops(fn: Callable, *args) -> float:
+    """FLOPs of one call of `fn`, counted from its jaxpr (convolutions and matrix products, forward, backward and
+    optimizer alike): the same number on every backend, unlike XLA's cost analysis, which on GPU leaves out the
+    convolutions it hands to cuDNN (an IR-50 PASN step: 1.7 against ~188 GFLOP/img)."""
+    return _jaxpr_flops(jax.make_jaxpr(fn)(*args).jaxpr)
+
+
 def compile_with_cost(jitted, *args) -> tuple[Callable, float, float]:
-    """(compiled function, seconds to lower + compile, FLOPs per call from XLA's cost analysis)."""
+    """(compiled function, seconds to lower + compile, model FLOPs per call counted from the jaxpr)."""
+    flops = model_flops(jitted, *args)
     start = time.perf_counter()
     compiled = jitted.lower(*args).compile()
-    seconds = time.perf_counter() - start
-    cost = compiled.cost_analysis()
-    if isinstance(cost, list | tuple):  # older jax returns one dict per computation
-        cost = cost[0]
-    return compiled, seconds, float(cost.get("flops", float("nan")))
+    return compiled, time.perf_counter() - start, flops
 
 
 def peak_rss_mib() -> float:
@@ -200,7 +231,7 @@ def report(name: str, ours: Callable[[], None], theirs: Callable[[], None] | Non
     times, others = alternate(runs, args.pairs, args.steps, quiet=args.quiet, retries=args.retries)
     seconds = median(times["ours"])
     gflops = flops / seconds / 1e9
-    print(f"{name}: {batch / seconds:.2f} img/s, {flops / batch / 1e9:.2f} GFLOP/img (XLA), {gflops:.0f} GFLOP/s "
+    print(f"{name}: {batch / seconds:.2f} img/s, {flops / batch / 1e9:.2f} GFLOP/img (model), {gflops:.0f} GFLOP/s "
           f"= {gflops / peak:.2f} of the {peak:.0f} GFLOP/s matmul peak; compile {compile_s:.1f} s; "
           f"peak RSS {peak_rss_mib():.0f} MiB{note}", flush=True)
     if args.peak_tflops:

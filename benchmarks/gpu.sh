@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One-script GPU benchmark for a lent H200: bfloat16 PASN training steps (the product's pasn_jax.train.train_step)
-# at the paper's batch 80 and larger, the towers alone, and PASN inference; prints images/s and MFU (model FLOPs from
-# XLA's cost analysis / time / the H200's dense bf16 peak, 989 TFLOP/s, override with PEAK_TFLOPS).
+# at the paper's batch 80 and larger, the towers alone, and PASN inference; prints images/s and MFU (model FLOPs
+# counted from the jaxpr / time / the H200's dense bf16 peak, 989 TFLOP/s, override with PEAK_TFLOPS).
 #
 #   bash benchmarks/gpu.sh             # on the GPU machine (needs jax with CUDA: jax[cuda12]==0.10.2)
 #   bash benchmarks/gpu.sh --dry-run   # the same commands at tiny sizes on the CPU, to check the script

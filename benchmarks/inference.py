@@ -2,9 +2,9 @@
 
 Cases are BACKBONE@SIZE: an iresnet runs the prior model (f_expr - f_id: two towers) with the streaming heads, as the
 paper's PASN; resnet50 runs without prior (the paper's "w/o prior model" ablation: one tower). Per case it prints
-images/s (median of the timed rounds), GFLOP/image from XLA's cost analysis, achieved GFLOP/s and its fraction of a
-jnp.dot peak measured in the same run (as benchmarks/train_step.py; --peak-tflops adds the MFU), compile time and
-peak RSS.
+images/s (median of the timed rounds), GFLOP/image (model FLOPs counted from the jaxpr), achieved GFLOP/s and its
+fraction of a jnp.dot peak measured in the same run (as benchmarks/train_step.py; --peak-tflops adds the MFU),
+compile time and peak RSS.
 
 --vs-torch builds benchmarks/torch_reference.PASN with random weights, imports them into ours (towers through
 pasn_jax.models.torch_import, heads through torch_reference.heads_to_flax), prints the max |ours - torch| over the
@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import common
-from pasn_jax.models import pasn, torch_import
+from pasn_jax.models import pasn, torch_import, towers
 
 DEFAULT_CASES = ("iresnet50@112", "resnet50@112")
 
@@ -34,9 +34,9 @@ def import_torch_pasn(torch_model, variables, config) -> dict:
     towers = ("f_expr", "f_id") if config.prior else ("backbone",)
     for name in towers:
         state = {k: v.detach().numpy() for k, v in torch_model.tower(name).state_dict().items()}
-        tower = torch_import.tower_from_torch(state, pasn.get_tower(variables, name), config.backbone,
+        tower = torch_import.tower_from_torch(state, towers.get_tower(variables, name), config.backbone,
                                               source=f"torch reference {name}")
-        variables = pasn.set_tower(variables, name, tower)
+        variables = towers.set_tower(variables, name, tower)
     heads = torch_reference.heads_to_flax(torch_model.heads)
     ours = variables["params"]["heads"]
     if jax.tree.map(np.shape, heads) != jax.tree.map(np.shape, ours):
@@ -98,7 +98,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+", default=list(DEFAULT_CASES), help="BACKBONE@SIZE, e.g. iresnet50@112")
     parser.add_argument("--batch", type=int, nargs="+", default=[16])
-    parser.add_argument("--dtype", nargs="+", default=["float32"], choices=sorted(pasn.DTYPES))
+    parser.add_argument("--dtype", nargs="+", default=["float32"], choices=sorted(towers.DTYPES))
     common.add_timing_arguments(parser, steps=3)
     args = parser.parse_args()
     try:

@@ -1,5 +1,6 @@
 """Benchmark: train input pipeline images/s (read + CRC check + parse + JPEG decode + random resized crop +
-flip + colour jitter + resize + normalise + batch) at 112 and 224 px (target: >= 1,500 img/s per core at 112). The shards are synthetic Aff-Wild2 rendered at the measured size.
+flip + colour jitter + resize + normalise + batch) at 112 and 224 px (target: >= 1,500 img/s per core at 112).
+The shards are synthetic Aff-Wild2 rendered at the measured size.
 
     python -m benchmarks.input_pipeline [--batch-size 64 --batches 40 --workers 0]
 """
@@ -12,7 +13,7 @@ import time
 import numpy as np
 
 from benchmarks import common
-from pasn_jax.data import pipeline, shards
+from pasn_jax.data import pipeline, shards, train_stream
 from pasn_jax.data.synthetic.prepare import prepare_synthetic
 
 AUGMENT = dict(random_resized_crop=True, crop_scale=(0.8, 1.0), crop_ratio=(0.9, 1.1), hflip=True,
@@ -32,7 +33,7 @@ def per_example(data_dir: str, size: int, count: int) -> float:
 
 def loader(data_dir: str, size: int, batch_size: int, batches: int, workers: int) -> float:
     """Images/s of train_dataset batches after a warm-up batch."""
-    iterator = pipeline.train_dataset(data_dir, batch_size=batch_size, image_size=size, seed=0, augment=AUGMENT,
+    iterator = train_stream.train_dataset(data_dir, batch_size=batch_size, image_size=size, seed=0, augment=AUGMENT,
                                       worker_count=workers, shard_index=0, shard_count=1)
     next(iterator)
     start = time.perf_counter()

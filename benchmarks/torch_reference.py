@@ -219,7 +219,7 @@ class PASN(nn.Module):
         return self.heads(emb)
 
     def tower(self, name: str) -> nn.Module:
-        """'f_expr' / 'f_id' / 'backbone', the names of pasn_jax.models.pasn.TOWER_PATHS."""
+        """'f_expr' / 'f_id' / 'backbone', the names of pasn_jax.models.towers.TOWER_PATHS."""
         return getattr(self, name)
 
 

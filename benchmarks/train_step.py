@@ -1,9 +1,9 @@
 """Benchmark: training-step images/s of the backbone towers and of the full PASN step, optionally against PyTorch.
 
 For every backbone@size x batch x dtype it prints: images/s (median over the timed pairs), GFLOP/image of the step
-from XLA's cost analysis, achieved GFLOP/s and its fraction of a jnp.dot peak measured in the same run (float32
-[2048, 2048] on CPU, bfloat16 [8192, 8192] on GPU; with --peak-tflops also the MFU), compile time, and the process's
-peak RSS so far.
+(model FLOPs counted from the jaxpr), achieved GFLOP/s and its fraction of a jnp.dot peak measured in the same run
+(float32 [2048, 2048] on CPU, bfloat16 [8192, 8192] on GPU; with --peak-tflops also the MFU), compile time, and
+the process's peak RSS so far.
 
   tower  the tower alone (IResNet / ResNet of the paper's config, 512-d embedding) with a mean-square loss on the
          embedding and the product's optimizer (SGD momentum 0.9, weight decay 5e-4, pasn_jax.optim).
@@ -30,7 +30,7 @@ import optax
 
 from benchmarks import common
 from pasn_jax import optim
-from pasn_jax.models import pasn, torch_import
+from pasn_jax.models import pasn, torch_import, towers
 
 DEFAULT_CASES = ("resnet50@112", "resnet50@224", "iresnet50@112")
 
@@ -89,7 +89,7 @@ def check_same_network(module, variables, torch_model, size: int) -> float:
 
 def bench_tower(backbone, size, batch, dtype, args, peak):
     config = common.pasn_config(backbone, size, dtype)
-    module = pasn.tower_module(pasn.build_model(config.model))
+    module = towers.tower_module(pasn.build_model(config.model))
     images = jnp.asarray(common.random_images(batch, size))
     target = jnp.zeros((batch, 512), jnp.float32)
     variables = jax.jit(lambda k: module.init(k, images[:1], train=False))(jax.random.key(0))
@@ -98,7 +98,8 @@ def bench_tower(backbone, size, batch, dtype, args, peak):
         torch_model, torch_step = torch_tower(backbone, size, batch, dtype, config.optim)
         state = {k: v.detach().numpy() for k, v in torch_model.state_dict().items()}
         variables = torch_import.tower_from_torch(state, variables, backbone, source="torch reference")
-        note = f"; same network: eval max |ours - torch| = {check_same_network(module, variables, torch_model, size):.1e}"
+        difference = check_same_network(module, variables, torch_model, size)
+        note = f"; same network: eval max |ours - torch| = {difference:.1e}"
     mask = jax.tree.map(lambda _: True, variables["params"])
     optimizer, _ = optim.make_optimizer(config.optim, mask)
     carry = [variables["params"], variables["batch_stats"], optimizer.init(variables["params"])]
@@ -120,7 +121,8 @@ def pasn_batch(batch: int, size: int) -> dict:
             "au": jnp.asarray(rng.integers(0, 2, (batch, 12), dtype=np.int32)),
             "au_mask": jnp.ones((batch, 12), bool),
             "expr": jnp.asarray(rng.integers(0, 7, batch, dtype=np.int32)), "expr_mask": jnp.ones(batch, bool),
-            "va": jnp.asarray(rng.uniform(-1, 1, (batch, 2)).astype(np.float32)), "va_mask": jnp.ones(batch, bool)}
+            "va": jnp.asarray(rng.uniform(-1, 1, (batch, 2)).astype(np.float32)), "va_mask": jnp.ones(batch, bool),
+            "preempt": jnp.zeros(batch, jnp.int32), "bad": jnp.zeros(batch, jnp.int32)}
 
 
 def bench_pasn(backbone, size, batch, dtype, args, peak):
@@ -153,15 +155,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+", default=list(DEFAULT_CASES), help="BACKBONE@SIZE, e.g. iresnet50@112")
     parser.add_argument("--batch", type=int, nargs="+", default=[16])
-    parser.add_argument("--dtype", nargs="+", default=["float32"], choices=sorted(pasn.DTYPES))
+    parser.add_argument("--dtype", nargs="+", default=["float32"], choices=sorted(towers.DTYPES))
     parser.add_argument("--model", default="tower", choices=["tower", "pasn"])
     common.add_timing_arguments(parser, steps=2)
     args = parser.parse_args()
     try:
         cases = [common.parse_case(c) for c in args.cases]
         if args.vs_torch and args.model != "tower":
-            raise common.BenchmarkArgumentError("--vs-torch: only with --model tower (the PyTorch reference has no PASN "
-                                         "losses; benchmarks/inference.py compares the whole PASN)")
+            raise common.BenchmarkArgumentError("--vs-torch: only with --model tower (the PyTorch reference has no "
+                                                "PASN losses; benchmarks/inference.py compares the whole PASN)")
     except common.BenchmarkArgumentError as e:
         parser.exit(2, f"error: {e}\n")
     common.run_cases(cases, args, bench_tower if args.model == "tower" else bench_pasn)
