@@ -8,14 +8,14 @@ size is adapted as the PyTorch import does (IResNet's fc resized, announced in o
 """
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import jax
 import numpy as np
 
-from pasn_jax import checkpointing, workdir_config
+from pasn_jax import checkpointing, parallel, workdir_config
 from pasn_jax.train_state import init_variables
-from pasn_jax.models import torch_import, towers
+from pasn_jax.models import initialise, torch_import, towers
 
 _TOWER_KEYS = ("backbone", "width", "layers", "embedding_dim")
 
@@ -118,3 +118,21 @@ def trained_towers(model, config) -> dict:
     sources = tower_sources(getattr(model, "prior", True), config.model.get("prior_from", ""), config.model.weights)
     return {tower: load_tower(source, tower, towers.get_tower(variables, tower), fields)
             for tower, source in sources.items()}
+
+
+def initial_prior_variables(model, config, rng, mesh, identity_batches: Callable[[], Iterator[dict]],
+                            images: Callable = lambda x: x) -> tuple[dict, int]:
+    """(variables, images measured) of a network with the prior's towers (PASN, DLN) at its first step: random
+    variables, then `initialise.initial_variables` with the trained towers of the config and, for a random f_id,
+    its batch-norm statistics measured on `model.identity_stats_batches` global batches of `identity_batches()`
+    (`images` maps a batch's 'image' to the images the towers see)."""
+    variables = jax.device_get(jax.jit(lambda r: init_variables(model, config.model.image_size, r))(rng))
+    trained = trained_towers(model, config)
+    count = initialise.identity_statistics_batches(model, list(trained), config.model.identity_stats_batches)
+    measured = []
+    if count:
+        batches = identity_batches()
+        measured = [images(parallel.global_batch(next(batches), mesh)["image"]) for _ in range(count)]
+    variables = initialise.initial_variables(model, variables, trained=trained, identity_images=measured,
+                                             expr_from_id=config.model.init_expr_from_id)
+    return variables, sum(x.shape[0] for x in measured)

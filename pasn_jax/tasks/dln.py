@@ -12,10 +12,10 @@ import os
 import jax
 import jax.numpy as jnp
 
-from pasn_jax import evaluation, parallel, prior_losses, prior_metrics, tower_weights, train_state
+from pasn_jax import evaluation, parallel, prior_losses, prior_metrics, tower_weights
 from pasn_jax.data import triplet_pipeline
 from pasn_jax.data.synthetic.prepare import prepare_triplets
-from pasn_jax.models import dln, initialise, towers
+from pasn_jax.models import dln, towers
 
 BATCH_KEYS = ("image", "triplet_type")
 IMAGES_PER_EXAMPLE = 3
@@ -59,18 +59,13 @@ def _faces(batch_images):
 def initial_variables(model, config, rng, data_dir: str, mesh) -> tuple[dict, str]:
     """f_id from `model.weights.f_id` (a stage-1 workdir or a PyTorch file), f_expr copied from it (DLN), the
     projection at random; a random f_id gets its batch-norm statistics measured on training faces."""
-    variables = jax.device_get(jax.jit(lambda r: train_state.init_variables(model, config.model.image_size, r))(rng))
-    trained = tower_weights.trained_towers(model, config)
-    count = initialise.identity_statistics_batches(model, list(trained), config.model.identity_stats_batches)
-    images = []
-    if count:
-        batches = train_batches(config, data_dir, batch_size=parallel.per_process_batch_size(config.batch_size, mesh),
-                                seed=config.seed + 1, start=0, worker_count=0, shard_index=jax.process_index(),
-                                shard_count=jax.process_count())
-        images = [_faces(parallel.global_batch(next(batches), mesh)["image"]) for _ in range(count)]
-    variables = initialise.initial_variables(model, variables, trained=trained, identity_images=images,
-                                             expr_from_id=config.model.init_expr_from_id)
-    return variables, f"f_id batch-norm statistics measured on {count * config.batch_size * 3} faces" if count else ""
+    def identity_batches():
+        return train_batches(config, data_dir, batch_size=parallel.per_process_batch_size(config.batch_size, mesh),
+                             seed=config.seed + 1, start=0, worker_count=0, shard_index=jax.process_index(),
+                             shard_count=jax.process_count())
+
+    variables, measured = tower_weights.initial_prior_variables(model, config, rng, mesh, identity_batches, _faces)
+    return variables, f"f_id batch-norm statistics measured on {measured} faces" if measured else ""
 
 
 def loss_fn(model, config):

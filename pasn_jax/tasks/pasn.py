@@ -11,10 +11,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pasn_jax import evaluation, losses, metrics, parallel, predictions, tower_weights, train_state
+from pasn_jax import evaluation, losses, metrics, parallel, predictions, tower_weights
 from pasn_jax.data import pipeline, train_stream
 from pasn_jax.data.source import resolve_data_dir
-from pasn_jax.models import initialise, pasn, towers
+from pasn_jax.models import pasn, towers
 
 BATCH_KEYS = ("image", "au", "au_mask", "expr", "expr_mask", "va", "va_mask")
 IMAGES_PER_EXAMPLE = 1
@@ -39,22 +39,15 @@ def train_batches(config, data_dir: str, *, batch_size: int, seed: int, start: i
 
 
 def initial_variables(model, config, rng, data_dir: str, mesh) -> tuple[dict, str]:
-    """Random variables, then `initialise.initial_variables` with the trained towers and, for a random f_id, its
-    statistics measured on `model.identity_stats_batches` global batches of augmented training images drawn in
-    another order than training's (seed + 1)."""
-    variables = jax.device_get(jax.jit(lambda r: train_state.init_variables(model, config.model.image_size, r))(rng))
-    trained = tower_weights.trained_towers(model, config)
-    count = initialise.identity_statistics_batches(model, list(trained), config.model.identity_stats_batches)
-    images = []
-    if count:
-        batches = train_batches(config, data_dir, batch_size=parallel.per_process_batch_size(config.batch_size, mesh),
-                                seed=config.seed + 1, start=0, worker_count=0, shard_index=jax.process_index(),
-                                shard_count=jax.process_count())
-        images = [parallel.global_batch(next(batches), mesh)["image"] for _ in range(count)]
-    variables = initialise.initial_variables(model, variables, trained=trained, identity_images=images,
-                                             expr_from_id=config.model.init_expr_from_id)
-    note = f"f_id batch-norm statistics measured on {count * config.batch_size} training images" if count else ""
-    return variables, note
+    """The trained towers, and for a random f_id its statistics measured on augmented training images drawn in
+    another order than training's (seed + 1): tower_weights.initial_prior_variables."""
+    def identity_batches():
+        return train_batches(config, data_dir, batch_size=parallel.per_process_batch_size(config.batch_size, mesh),
+                             seed=config.seed + 1, start=0, worker_count=0, shard_index=jax.process_index(),
+                             shard_count=jax.process_count())
+
+    variables, measured = tower_weights.initial_prior_variables(model, config, rng, mesh, identity_batches)
+    return variables, f"f_id batch-norm statistics measured on {measured} training images" if measured else ""
 
 
 def loss_fn(model, config):
