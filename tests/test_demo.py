@@ -1,21 +1,28 @@
-"""The README's demo (`make demo`) and its two ablations (README, "Demo results"): trained on synthetic people, each
-must score on unseen ones, far above chance, in every task. (That train and val people differ is tested with the
-generator, tests/test_synthetic.py.) The no_streaming variant once lost VA for good (CCC 0: a tanh saturated by an
-unnormalised random f_id, models/initialise.measure_identity_statistics).
+"""The README's demo (`make demo`: launch/demo.sh, the prior's two stages then PASN) and the PASN ablations
+(README, "Demo results"): trained on synthetic people, each stage must score on unseen ones, far above chance.
+(That train and evaluation people differ is tested with the generators, tests/test_synthetic.py and
+tests/test_prior.py.) The no_streaming variant once lost VA for good (CCC 0: a tanh saturated by an unnormalised
+random f_id, models/initialise.measure_identity_statistics).
 
-Slow (minutes): the demo runs with `make test-slow` (CI runs it after `make test`), its two ablations with
+Slow (minutes): the demo runs with `make test-slow` (CI runs it after `make test`), the ablations with
 `make test-ablations`.
 """
 
 import json
 import os
+import subprocess
+import sys
 import time
 
 import pytest
-from runs import run_main
+from runs import REPO, env_with_devices, run_main
 
-# Floors for the demo on validation identities never seen in training, far above chance.
-MIN_AU_F1, MIN_EXPR_F1, MIN_MEAN_CCC = 0.60, 0.60, 0.50
+# Floors on people never seen in training, far above chance. PASN with the demo's trained prior learns more slowly
+# than with a random one on the synthetic faces (README, "Demo results": 0.66 / 0.57 / 0.64 against 0.86 / 0.81 /
+# 0.86 after the same steps), so it has floors of its own.
+FLOORS = {"random_prior": (0.60, 0.60, 0.50), "trained_prior": (0.55, 0.45, 0.50)}  # AU F1, EXPR F1, mean CCC
+MIN_VERIFICATION = 0.85  # chance 0.5
+MIN_TRIPLET_ACCURACY = 0.42  # chance 1/3
 
 
 @pytest.fixture(scope="module")
@@ -23,20 +30,43 @@ def demo_cache(tmp_path_factory):
     return str(tmp_path_factory.mktemp("demo_cache"))
 
 
-@pytest.mark.parametrize("config", [pytest.param("demo", marks=pytest.mark.slow),
-                                    pytest.param("demo,no_streaming", marks=pytest.mark.ablation),
-                                    pytest.param("demo,no_prior", marks=pytest.mark.ablation)])
-def test_demo_reaches_the_thresholds_on_unseen_identities(config, demo_cache, tmp_path):
-    workdir = str(tmp_path / "demo")
+def _last_metrics(workdir: str) -> dict:
+    eval_dir = os.path.join(workdir, "eval")
+    with open(os.path.join(eval_dir, max(os.listdir(eval_dir), key=int), "metrics.json")) as f:
+        return json.load(f)
+
+
+def _check_pasn(m: dict, prior: str) -> None:
+    min_au_f1, min_expr_f1, min_mean_ccc = FLOORS[prior]
+    chance = m["chance"]
+    assert m["au_f1"] >= min_au_f1 and m["au_f1"] > chance["au_all_ones"]["au_f1"] + 0.15
+    assert m["expr_f1"] >= min_expr_f1 and m["expr_f1"] > chance["expr_majority"]["expr_f1"] + 0.2
+    assert (m["ccc_v"] + m["ccc_a"]) / 2 >= min_mean_ccc
+
+
+@pytest.mark.slow
+def test_demo_script_trains_the_prior_then_pasn_on_unseen_people(demo_cache, tmp_path):
+    runs = str(tmp_path / "runs")
+    start = time.perf_counter()
+    proc = subprocess.run(["launch/demo.sh", runs, f"--config.data.synthetic.cache_dir={demo_cache}"], cwd=REPO,
+                          env={**env_with_devices(1), "PYTHON": sys.executable},
+                          capture_output=True, text=True, timeout=3600)
+    print(f"launch/demo.sh: {time.perf_counter() - start:.0f} s\n{proc.stdout[-4000:]}")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    face_id, dln, pasn = (_last_metrics(os.path.join(runs, stage)) for stage in ("face_id", "dln", "pasn"))
+    assert face_id["verify_accuracy"] >= MIN_VERIFICATION
+    assert dln["dln_triplet_accuracy"] >= MIN_TRIPLET_ACCURACY
+    assert dln["dln_triplet_accuracy"] > max(dln["f_id_triplet_accuracy"], dln["untrained_triplet_accuracy"]) + 0.08
+    assert "loaded into tower 'f_expr'" in proc.stdout and "loaded into tower 'f_id'" in proc.stdout
+    _check_pasn(pasn, "trained_prior")
+
+
+@pytest.mark.ablation
+@pytest.mark.parametrize("config", ["demo,random_prior", "demo,random_prior,no_streaming", "demo,no_prior"])
+def test_ablation_reaches_the_thresholds_on_unseen_people(config, demo_cache, tmp_path):
+    workdir = str(tmp_path / "run")
     start = time.perf_counter()
     proc = run_main([f"--config=configs/abaw.py:{config}", f"--workdir={workdir}",
                      f"--config.data.synthetic.cache_dir={demo_cache}"], timeout=3600)
     print(f"{config}: {time.perf_counter() - start:.0f} s\n{proc.stdout[-3000:]}")
-    eval_dir = os.path.join(workdir, "eval")
-    last = max(os.listdir(eval_dir), key=int)
-    with open(os.path.join(eval_dir, last, "metrics.json")) as f:
-        m = json.load(f)
-    chance = m["chance"]
-    assert m["au_f1"] >= MIN_AU_F1 and m["au_f1"] > chance["au_all_ones"]["au_f1"] + 0.2
-    assert m["expr_f1"] >= MIN_EXPR_F1 and m["expr_f1"] > chance["expr_majority"]["expr_f1"] + 0.2
-    assert (m["ccc_v"] + m["ccc_a"]) / 2 >= MIN_MEAN_CCC
+    _check_pasn(_last_metrics(workdir), "random_prior")
