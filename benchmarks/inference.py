@@ -31,8 +31,8 @@ def import_torch_pasn(torch_model, variables, config) -> dict:
     """Our variables with every weight of the PyTorch reference PASN (towers and heads)."""
     from benchmarks import torch_reference
 
-    towers = ("f_expr", "f_id") if config.prior else ("backbone",)
-    for name in towers:
+    names = ("f_expr", "f_id") if config.prior else ("backbone",)
+    for name in names:
         state = {k: v.detach().numpy() for k, v in torch_model.tower(name).state_dict().items()}
         tower = torch_import.tower_from_torch(state, towers.get_tower(variables, name), config.backbone,
                                               source=f"torch reference {name}")
