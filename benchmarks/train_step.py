@@ -146,8 +146,8 @@ def bench_pasn(backbone, size, batch, dtype, args, peak):
         carry[0], metrics = compiled(carry[0], data, rng)
         metrics["loss"].block_until_ready()
 
-    towers = "prior f_expr - f_id" if config.model.prior else "no prior"
-    common.report(f"{backbone}@{size} b{batch} {dtype} pasn ({towers})", ours, None, batch, flops, compile_s, peak,
+    kind = "prior f_expr - f_id" if config.model.prior else "no prior"
+    common.report(f"{backbone}@{size} b{batch} {dtype} pasn ({kind})", ours, None, batch, flops, compile_s, peak,
                   args, "")
 
 

@@ -68,8 +68,8 @@ def test_output_shapes_of_every_variant(backbone, prior, streaming, dtype):
     model = pasn.build_model(config(backbone=backbone, prior=prior, streaming=streaming, dtype=dtype))
     variables = abstract_variables(model, 32)
     assert set(variables) == {"params", "batch_stats"}
-    towers = {"prior": {"f_expr", "f_id"}} if prior else {"backbone"}
-    assert set(variables["params"]) == {*towers, "heads"}
+    tops = {"prior": {"f_expr", "f_id"}} if prior else {"backbone"}
+    assert set(variables["params"]) == {*tops, "heads"}
     if prior:
         assert set(variables["params"]["prior"]) == {"f_expr", "f_id"}
     translators = {"au_to_expr", "au_expr_to_va"}
