@@ -239,11 +239,7 @@ def main(argv=None) -> int:
     summary = run(predictor, args.inputs, args.out, overlays=args.overlay, log=lambda line: print(line, flush=True))
     print(f"done in {time.perf_counter() - start:.1f} s: {summary['frames']} frame(s), {summary['faces']} face(s) "
           f"-> {os.path.join(args.out, 'predictions.csv')}")
-    if summary["faceless"]:
-        print(f"no face in {len(summary['faceless'])} input(s): {', '.join(summary['faceless'])}")
-    if summary["errors"]:
-        print(f"{len(summary['errors'])} input(s) not read: {', '.join(summary['errors'])}")
-    return 1 if summary["errors"] else 0
+    return crop.report_unusable(summary)
 
 
 if __name__ == "__main__":

@@ -33,8 +33,8 @@ def write_identity_set(root: str, identities: Iterable[Iterable[bytes]], image_s
         os.remove(property_path)
     writer = RecordWriter(rec_path, idx_path)
     try:
-        placeholder = pack_labels([0, 0])  # record 0 is rewritten once the counts are known
-        header_offset = writer.write(0, placeholder)
+        unknown_header = pack_labels([0, 0])  # record 0, rewritten in place once the counts are known
+        header_offset = writer.write(0, unknown_header)
         ranges, key = [], 1
         for identity, images in enumerate(identities):
             start = key
@@ -48,7 +48,7 @@ def write_identity_set(root: str, identities: Iterable[Iterable[bytes]], image_s
                                 f"{FLOAT32_EXACT} exactly")
         for k, (start, stop) in enumerate(ranges):
             writer.write(first + k, pack_labels([start, stop]))
-        writer.rewrite(header_offset, placeholder, pack_labels([first, end]))
+        writer.rewrite(header_offset, unknown_header, pack_labels([first, end]))
         with open(property_path + ".tmp", "w") as f:
             f.write(f"{len(ranges)},{int(image_size)},{int(image_size)}\n")
     except BaseException:

@@ -43,11 +43,7 @@ def main(argv=None) -> int:
     print(f"done in {time.perf_counter() - start:.1f} s: {len(results)} input(s) read, "
           f"{sum(r.frames for r in results)} frames, {sum(r.crops for r in results)} crops in "
           f"{sum(len(r.folders) for r in results)} folder(s)")
-    if summary["faceless"]:
-        print(f"no face in {len(summary['faceless'])} input(s): {', '.join(summary['faceless'])}")
-    if summary["errors"]:
-        print(f"{len(summary['errors'])} input(s) not read: {', '.join(summary['errors'])}")
-    return 1 if summary["errors"] else 0
+    return crop.report_unusable(summary)
 
 
 if __name__ == "__main__":

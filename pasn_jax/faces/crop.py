@@ -201,3 +201,13 @@ def run(detector, inputs: list[str], out: str, *, size: int = 224, batch: int = 
                 f"{result.crops} crops -> {', '.join(result.folders)} ({seconds:.1f} s, "
                 f"{result.frames / max(seconds, 1e-9):.1f} frames/s)")
     return {"results": results, "errors": errors, "faceless": faceless}
+
+
+def report_unusable(summary: dict) -> int:
+    """Prints which inputs of a run (`summary['faceless']`, `summary['errors']`) gave no face or could not be read;
+    returns the command's exit code: 1 when an input could not be read, else 0."""
+    if summary["faceless"]:
+        print(f"no face in {len(summary['faceless'])} input(s): {', '.join(summary['faceless'])}")
+    if summary["errors"]:
+        print(f"{len(summary['errors'])} input(s) not read: {', '.join(summary['errors'])}")
+    return 1 if summary["errors"] else 0

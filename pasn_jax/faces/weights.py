@@ -2,9 +2,9 @@
 importing that package (its modules import TensorFlow) and without running code from the files.
 
 Each file is an lz4-compressed joblib dump of a list of numpy arrays (Keras `get_weights()` order). A joblib dump
-is a pickle stream in which each array is a `joblib.numpy_pickle.NumpyArrayWrapper` placeholder, its raw bytes
-following the placeholder's BUILD opcode. The unpickler below admits only that placeholder, `numpy.ndarray` (as
-the placeholder's subclass field) and `numpy.dtype`, and reads the array bytes the way joblib does.
+is a pickle stream in which each array is a `joblib.numpy_pickle.NumpyArrayWrapper` object that stands for it, its
+raw bytes following the wrapper's BUILD opcode. The unpickler below admits only that wrapper, `numpy.ndarray` (as
+the wrapper's subclass field) and `numpy.dtype`, and reads the array bytes the way joblib does.
 """
 
 import importlib.util

@@ -9,7 +9,6 @@ verification_bin.py) are the path always exercised.
 
 import json
 import os
-import shutil
 import time
 
 import numpy as np
@@ -19,6 +18,7 @@ from pasn_jax.data.synthetic import workers
 from pasn_jax.data.synthetic.face import sample_identity
 from pasn_jax.data.synthetic.frames import photograph
 from pasn_jax.data.synthetic.plan import SyntheticError, sample_expression
+from pasn_jax.data.synthetic.tree import new_folder
 
 MARKER_FILE = "synthetic_identities.json"
 VERIFY_FILE = "verify.bin"
@@ -56,13 +56,8 @@ def generate(out: str, *, identities: int, images: int, held_out: int, pairs: in
     if identities < 2 or images < 2 or held_out < 2 or pairs < 2:
         raise SyntheticError(f"identities, images, held-out people and pairs must each be >= 2, got {identities}, "
                              f"{images}, {held_out}, {pairs}")
-    if os.path.exists(out):
-        raise SyntheticError(f"{out}: already exists; remove it or choose another --out")
     start = time.perf_counter()
-    tmp = f"{out.rstrip(os.sep)}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        os.makedirs(tmp)
+    with new_folder(out) as tmp:
         every = [(seed, p, images, size) for p in range(identities + held_out)]  # held-out people last
         people = workers.map_ordered(person_photographs, every, len(every) * images, processes)
         counts = insightface.write_identity_set(tmp, people[:identities], image_size=size)
@@ -75,8 +70,4 @@ def generate(out: str, *, identities: int, images: int, held_out: int, pairs: in
                   "seconds": round(time.perf_counter() - start, 3)}
         with open(os.path.join(tmp, MARKER_FILE), "w") as f:
             json.dump(marker, f, indent=1)
-        os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return marker

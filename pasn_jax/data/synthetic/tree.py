@@ -9,6 +9,7 @@ nuisances (pose, scale, translation, lighting, noise, JPEG quality); expressions
 """
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -87,17 +88,30 @@ def write_tree(plans: list[VideoPlan], root: str, size: int) -> dict:
     return counts
 
 
+@contextlib.contextmanager
+def new_folder(out: str):
+    """A temporary folder beside `out` (which must not exist yet) to write into: renamed to `out` when the block
+    ends, removed when it raises, so that `out` is either whole or absent."""
+    if os.path.exists(out):
+        raise SyntheticError(f"{out}: already exists; remove it or choose another --out")
+    tmp = f"{out.rstrip(os.sep)}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        os.makedirs(tmp)
+        yield tmp
+        os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def generate(out: str, *, videos: int, frames: int, size: int, seed: int) -> dict:
     """Renders a synthetic Aff-Wild2 tree into `out` (temporary folder, renamed at the end); returns the marker."""
     if size < 32:
         raise SyntheticError(f"--size must be >= 32 pixels, got {size}")
-    if os.path.exists(out):
-        raise SyntheticError(f"{out}: already exists; remove it or choose another --out")
     start = time.perf_counter()
     plans = plan_videos(videos, frames, seed)
-    tmp = f"{out.rstrip(os.sep)}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with new_folder(out) as tmp:
         counts = write_tree(plans, tmp, size)
         marker = {
             "generator": "pasn_jax.data.synthetic", "version": GENERATOR_VERSION, "seed": seed, "videos": videos,
@@ -107,10 +121,6 @@ def generate(out: str, *, videos: int, frames: int, size: int, seed: int) -> dic
             **counts, "seconds": round(time.perf_counter() - start, 3),
         }
         _write_text(os.path.join(tmp, MARKER_FILE), [json.dumps(marker, indent=1)])
-        os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return marker
 
 

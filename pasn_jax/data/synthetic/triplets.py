@@ -15,7 +15,6 @@ reader, as in FEC).
 import csv
 import json
 import os
-import shutil
 import time
 
 import numpy as np
@@ -25,6 +24,7 @@ from pasn_jax.data.synthetic import workers
 from pasn_jax.data.synthetic.face import sample_identity
 from pasn_jax.data.synthetic.frames import photograph
 from pasn_jax.data.synthetic.plan import SyntheticError, sample_expression
+from pasn_jax.data.synthetic.tree import new_folder
 
 MARKER_FILE = "synthetic_fec.json"
 IMAGES_DIR = "images"
@@ -104,12 +104,8 @@ def generate(out: str, *, people: int, images: int, test_people: int, train_trip
     if min(people, test_people) < 3 or images < 1 or min(train_triplets, test_triplets) < 1:
         raise SyntheticError(f"need >= 3 people per split, >= 1 image each and >= 1 triplet per split, got {people}, "
                              f"{test_people}, {images}, {train_triplets}, {test_triplets}")
-    if os.path.exists(out):
-        raise SyntheticError(f"{out}: already exists; remove it or choose another --out")
     start = time.perf_counter()
-    tmp = f"{out.rstrip(os.sep)}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with new_folder(out) as tmp:
         os.makedirs(os.path.join(tmp, IMAGES_DIR))
         splits = {"train": (range(people), train_triplets), "test": (range(people, people + test_people),
                                                                       test_triplets)}
@@ -134,8 +130,4 @@ def generate(out: str, *, people: int, images: int, test_people: int, train_trip
                   "seconds": round(time.perf_counter() - start, 3)}
         with open(os.path.join(tmp, MARKER_FILE), "w") as f:
             json.dump(marker, f, indent=1)
-        os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return marker
