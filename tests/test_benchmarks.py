@@ -129,3 +129,12 @@ def test_model_flops_of_a_tower_step_agree_with_xla_on_the_cpu():
     cost = compiled.cost_analysis()
     xla = float((cost[0] if isinstance(cost, list | tuple) else cost)["flops"])
     assert 1.0 <= flops / xla < 1.1, (flops, xla)
+
+
+def test_detector_benchmark_prints_its_rates():
+    out = _run(sys.executable, "-m", "benchmarks.detector", "--width", "320", "--height", "180", "--frames", "2",
+               "--batch", "2").stdout
+    assert out.startswith("machine: "), out
+    rates = re.findall(r"detect 320x180, refine_landmarks=(True|False): 1 face\(s\); ([0-9.]+) frames/s one per "
+                       r"call, ([0-9.]+) frames/s in batches of 2", out)
+    assert [r[0] for r in rates] == ["True", "False"] and all(float(a) > 0 and float(b) > 0 for _, a, b in rates), out
