@@ -38,7 +38,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     c = common.base_config("pasn")
     c.data.synthetic = ml_collections.ConfigDict(dict(
-        cache_dir="~/.cache/pasn_jax", videos=64, frames=150, size=112, seed=0, num_shards=4))
+        cache_dir="~/.cache/pasn_jax", videos=64, frames=150, size=112, seed=0, num_shards=4, test_videos=0))
+    c.data.fold = -1  # -1: the original train/val split; 0..4: fold k of train + val (pasn_jax/data/folds.py)
+    c.data.fold_seed = 0  # draws the order of equal-sized video groups when folds are dealt
+    c.data.subjects = ""  # a CSV of video,subject: one person's videos stay in one fold
+    # --mode=predict: the frames of a cropped_aligned tree, without labels ("": the synthetic set's test videos)
+    c.predict = ml_collections.ConfigDict(dict(root="", videos=""))
     c.model.prior = True
     c.model.streaming = True
     c.model.init_expr_from_id = True  # DLN: both towers start from the same face-recognition network
@@ -83,7 +88,7 @@ def _demo(c, trained_prior: bool):
 def _smoke(c):
     """Seconds: a tiny synthetic set and network, for tests."""
     c.data.source = "synthetic"
-    c.data.synthetic.update(videos=6, frames=12, size=48, seed=0, num_shards=2)
+    c.data.synthetic.update(videos=6, frames=12, size=48, seed=0, num_shards=2, test_videos=2)
     c.data.augment.update(color_jitter=0.0)
     common.use_tower(c, common.SMOKE_TOWER, common.SMOKE_IMAGE_SIZE)
     if not c.model.prior:

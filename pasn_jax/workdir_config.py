@@ -15,12 +15,14 @@ import ml_collections
 # not what the checkpoint holds or which data it continues on.
 _RESUMABLE_KEYS = ("num_steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints",
                    "max_nonfinite_in_a_row", "data.worker_count", "data.eval_batch_size", "eval.",
-                   "data.synthetic.cache_dir", "model.weights.", "model.prior_from")
+                   "data.synthetic.cache_dir", "model.weights.", "model.prior_from", "predict.",
+                   "data.synthetic.test_videos")  # test videos come after train and val: they change neither
 
 
 # Keys added to the config after workdirs were made: a saved config without one had this value (when the current
 # config has the key).
-_ADDED_KEYS = {"task": "pasn", "data.skip_bad_records": False, "optim.name": "sgd"}
+_ADDED_KEYS = {"task": "pasn", "data.skip_bad_records": False, "optim.name": "sgd", "data.fold": -1,
+               "data.fold_seed": 0, "data.subjects": ""}
 
 
 class IncompatibleWorkdirError(ValueError):

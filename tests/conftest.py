@@ -12,7 +12,7 @@ from pasn_jax.data.synthetic import tree
 from pasn_jax.data.synthetic.prepare import prepare_synthetic
 
 # 8 videos (6 train, 2 val) x 12 frames at 48 px: every kind of Aff-Wild2 label gap, rendered in about a second.
-TINY_TREE = dict(videos=8, frames=12, size=48, seed=0)
+TINY_TREE = dict(videos=8, frames=12, size=48, seed=0, test_videos=2)
 TINY_SHARDS = 3
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -46,7 +46,7 @@ def expected_labels(synthetic_tree) -> dict:
     has an image and a label line in some task set of the split, with sentinels where a set gives none."""
     missing = {"AU_Set": (-1,) * 12, "EXPR_Set": -1, "VA_Set": (-5.0, -5.0)}
     result = {}
-    for split, split_set in (("train", "Train_Set"), ("val", "Validation_Set")):
+    for split, split_set in (("train", "Train_Set"), ("val", "Validation_Set"), ("test", "Test_Set")):
         per_video = {}
         for task_set in missing:
             folder = os.path.join(synthetic_tree, "annotations", task_set, split_set)
@@ -77,8 +77,8 @@ def smoke_cache(tmp_path_factory) -> str:
 
     cache = str(tmp_path_factory.mktemp("cache"))
     s = abaw.get_config("smoke").data.synthetic
-    prepare_synthetic(cache, videos=s.videos, frames=s.frames, size=s.size, seed=s.seed,
-                              num_shards=s.num_shards)
+    prepare_synthetic(cache, videos=s.videos, frames=s.frames, size=s.size, seed=s.seed, num_shards=s.num_shards,
+                      test_videos=s.test_videos)
     return cache
 
 

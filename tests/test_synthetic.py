@@ -39,9 +39,14 @@ def test_deterministic_for_a_seed(tmp_path):
 def test_layout_headers_and_images(synthetic_tree):
     with open(os.path.join(synthetic_tree, tree.MARKER_FILE)) as f:
         marker = json.load(f)
-    assert set(marker["splits"]["train"]).isdisjoint(marker["splits"]["val"])
-    for split, split_set in affwild2.SPLIT_SETS.items():
-        for video in marker["splits"][split]:
+    assert set(marker["splits"]) == {"train", "val", "test"}
+    names = [set(videos) for videos in marker["splits"].values()]
+    assert sum(len(n) for n in names) == len(set().union(*names)), "a video in two splits"
+    with open(os.path.join(synthetic_tree, tree.TEST_LIST_FILE)) as f:
+        assert f.read().split() == marker["splits"]["test"]
+    for split, videos in marker["splits"].items():
+        split_set = affwild2.SPLIT_SETS[split]
+        for video in videos:
             for task in marker["task_sets"][video]:
                 path = os.path.join(synthetic_tree, "annotations", affwild2.TASK_SETS[task], split_set, video + ".txt")
                 with open(path) as f:
@@ -60,7 +65,7 @@ def test_layout_headers_and_images(synthetic_tree):
 @pytest.fixture(scope="module")
 def demo_plans():
     """Labels at the demo's scale (no rendering)."""
-    return plan.plan_videos(videos=64, frames=150, seed=0)
+    return plan.plan_videos(videos=64, frames=150, seed=0, test_videos=16)
 
 
 def test_label_statistics_at_demo_scale(demo_plans):

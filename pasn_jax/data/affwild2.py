@@ -17,7 +17,9 @@ IMAGES_DIR = "cropped_aligned"
 ANNOTATIONS_DIR = "annotations"
 # annotations/<task set>/<split set>/<video>.txt
 TASK_SETS = {"au": "AU_Set", "expr": "EXPR_Set", "va": "VA_Set"}
-SPLIT_SETS = {"train": "Train_Set", "val": "Validation_Set"}
+SPLIT_SETS = {"train": "Train_Set", "val": "Validation_Set", "test": "Test_Set"}
+REQUIRED_SPLITS = ("train", "val")  # ABAW releases no test labels: a Test_Set folder is optional (the synthetic
+# Aff-Wild2 writes one, for its held-out people)
 # At the root of a tree the synthetic generator wrote: its conversion stores the source 'synthetic'.
 MARKER_FILE = "synthetic_affwild2.json"
 _IMAGE_NAME = re.compile(r"^(\d{5})\.jpg$")
@@ -117,22 +119,30 @@ def _image_frames(video_dir: str) -> set[int]:
 def check_tree(root: str) -> None:
     """Raises AffWild2Error naming the first missing folder of the layout."""
     folders = [root, os.path.join(root, IMAGES_DIR), os.path.join(root, ANNOTATIONS_DIR)]
-    folders += [os.path.join(root, ANNOTATIONS_DIR, t, s) for t in TASK_SETS.values()
-                for s in SPLIT_SETS.values()]
+    folders += [os.path.join(root, ANNOTATIONS_DIR, t, SPLIT_SETS[s]) for t in TASK_SETS.values()
+                for s in REQUIRED_SPLITS]
     for folder in folders:
         if not os.path.isdir(folder):
             raise AffWild2Error(f"{folder}: missing folder (expected the Aff-Wild2 layout "
                                 f"{IMAGES_DIR}/<video>/ and {ANNOTATIONS_DIR}/<task set>/<split set>/<video>.txt)")
 
 
+def labelled_splits(root: str) -> list[str]:
+    """The splits of a tree with annotation folders: train and val, and test where some task set has Test_Set."""
+    return [s for s in SPLIT_SETS if s in REQUIRED_SPLITS
+            or any(os.path.isdir(os.path.join(root, ANNOTATIONS_DIR, t, SPLIT_SETS[s])) for t in TASK_SETS.values())]
+
+
 def read_split(root: str, split: str) -> SplitRecords:
-    """All frame records of `split` ('train' from Train_Set, 'val' from Validation_Set), sorted by (video, frame)."""
+    """All frame records of `split` ('train' from Train_Set, 'val' from Validation_Set, 'test' from Test_Set),
+    sorted by (video, frame)."""
     check_tree(root)
     per_task: dict[str, dict[str, list]] = {}
     for task, task_set in TASK_SETS.items():
         folder = os.path.join(root, ANNOTATIONS_DIR, task_set, SPLIT_SETS[split])
+        names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
         per_task[task] = {name[:-4]: parse_annotation_file(os.path.join(folder, name), task)
-                          for name in sorted(os.listdir(folder)) if name.endswith(".txt")}
+                          for name in names if name.endswith(".txt")}
     videos = sorted(set().union(*per_task.values()))
     missing = {"au": (labels.AU_MISSING,) * labels.NUM_AUS, "expr": labels.EXPR_MISSING,
                "va": (labels.VA_MISSING,) * len(labels.VA_NAMES)}
@@ -164,7 +174,8 @@ def _example(record: FrameRecord) -> tuple[dict, tuple[int, int]]:
 
 
 def convert(root: str, out: str, *, num_shards: int = 8, source: str | None = None) -> dict:
-    """Converts both splits of an Aff-Wild2 tree to shards in `out`; returns {split: metadata}. The source defaults
+    """Converts the labelled splits of an Aff-Wild2 tree (labelled_splits) to shards in `out`; returns
+    {split: metadata}. The source defaults
     to 'synthetic' when the tree carries the generator's marker file, else 'affwild2'."""
     if num_shards < 1:
         raise AffWild2Error(f"--num-shards must be >= 1, got {num_shards}")
@@ -172,7 +183,7 @@ def convert(root: str, out: str, *, num_shards: int = 8, source: str | None = No
     if source is None:
         source = "synthetic" if os.path.isfile(os.path.join(root, MARKER_FILE)) else "affwild2"
     result = {}
-    for split in SPLIT_SETS:
+    for split in labelled_splits(root):
         read = read_split(root, split)
         counts = {"label_lines": read.label_lines, "frames_without_image": read.frames_without_image,
                   "images_without_label": read.images_without_label}

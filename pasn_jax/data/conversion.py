@@ -26,7 +26,9 @@ def read_jpeg(path: str, error: type[Exception]) -> tuple[bytes, tuple[int, int]
 
 class _FrameStatistics:
     """What `<split>.json` says of frame records, counted as they stream by: labelled frames per task, the
-    expression histogram, AU positive rates, videos, identities and image sizes."""
+    expression histogram, AU positive rates, videos, identities and image sizes, and per video its records (the
+    first's index and how many: a converter writes a video's frames together) and labelled frames per task, which
+    folds are drawn from (pasn_jax/data/folds.py)."""
 
     def __init__(self):
         self.au_labelled = np.zeros(labels.NUM_AUS, np.int64)  # per AU
@@ -34,18 +36,29 @@ class _FrameStatistics:
         self.frames_with_au = 0
         self.expr = np.zeros(labels.NUM_EXPRS, np.int64)
         self.va = 0
-        self.videos, self.identities, self.sizes = set(), set(), {}
+        self.identities, self.sizes = set(), {}
+        self.videos: dict[str, dict] = {}
+        self.records = 0
 
     def add(self, fields: Mapping, shape: tuple) -> None:
         au = np.asarray(fields["au"])
         labelled = au != labels.AU_MISSING
         self.au_labelled += labelled
         self.au_positive += labelled & (au == 1)
-        self.frames_with_au += bool(labelled.any())
-        if fields["expr"] != labels.EXPR_MISSING:
+        has = {"au": bool(labelled.any()), "expr": fields["expr"] != labels.EXPR_MISSING,
+               "va": bool(np.all(np.asarray(fields["va"]) != labels.VA_MISSING))}
+        self.frames_with_au += has["au"]
+        if has["expr"]:
             self.expr[int(fields["expr"])] += 1
-        self.va += bool(np.all(np.asarray(fields["va"]) != labels.VA_MISSING))
-        self.videos.add(fields["video"])
+        self.va += has["va"]
+        video = self.videos.setdefault(fields["video"], {"first": self.records, "records": 0, "au": 0, "expr": 0,
+                                                         "va": 0})
+        if video["first"] is not None and video["first"] + video["records"] != self.records:
+            video["first"] = None  # its records are not together (e.g. an identity set in arbitrary order)
+        video["records"] += 1
+        for task, labelled_here in has.items():
+            video[task] += int(labelled_here)
+        self.records += 1
         if fields.get("identity", shards.IDENTITY_UNKNOWN) != shards.IDENTITY_UNKNOWN:
             self.identities.add(int(fields["identity"]))
         self.sizes[shape] = self.sizes.get(shape, 0) + 1
@@ -58,6 +71,7 @@ class _FrameStatistics:
             "au_positive_rate": {n: round(float(self.au_positive[i] / max(1, self.au_labelled[i])), 4)
                                  for i, n in enumerate(labels.AU_NAMES)},
             "image_sizes": {f"{h}x{w}": n for (h, w), n in sorted(self.sizes.items())},
+            "videos": self.videos,
         }
 
 

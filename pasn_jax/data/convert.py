@@ -23,7 +23,7 @@ from pasn_jax.data import affwild2, fec, insightface, recordio, shards
 
 def _affwild2(args) -> list[str]:
     metadata = affwild2.convert(args.root, args.out, num_shards=args.num_shards, source=args.source)
-    return [affwild2.describe(metadata[split]) for split in affwild2.SPLIT_SETS]
+    return [affwild2.describe(metadata[split]) for split in metadata]
 
 
 def _insightface(args) -> list[str]:

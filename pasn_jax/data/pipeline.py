@@ -261,10 +261,11 @@ def process_share(source, transform: grain.transforms.Map, padding: dict, *, bat
 
 
 def eval_dataset(data_dir: str, *, batch_size: int, image_size: int, split: str = "val",
-                 shard_index: int | None = None, shard_count: int | None = None) -> EvalBatches:
-    """Every frame record of this process's share of a split once, in order, no augmentation; the last batch padded
-    (`valid` marks real records)."""
-    return process_share(shards.ShardSource(data_dir, split), EvalTransform(image_size), _frame_padding(image_size),
+                 shard_index: int | None = None, shard_count: int | None = None, source=None) -> EvalBatches:
+    """Every frame record of this process's share of a split (or of `source`, e.g. a fold's videos) once, in order,
+    no augmentation; the last batch padded (`valid` marks real records)."""
+    source = shards.ShardSource(data_dir, split) if source is None else source
+    return process_share(source, EvalTransform(image_size), _frame_padding(image_size),
                          batch_size=batch_size, shard_index=shard_index, shard_count=shard_count)
 
 

@@ -21,7 +21,8 @@ def resolve_data_dir(data_config) -> str:
     """
     if data_config.source == "synthetic":
         s = data_config.synthetic
-        kwargs = dict(videos=s.videos, frames=s.frames, size=s.size, seed=s.seed, num_shards=s.num_shards)
+        kwargs = dict(videos=s.videos, frames=s.frames, size=s.size, seed=s.seed, num_shards=s.num_shards,
+                      test_videos=s.get("test_videos", 0))
         cache_dir = os.path.expanduser(s.cache_dir)
         if jax.process_index() == 0:
             out = prepare_synthetic(cache_dir, **kwargs)

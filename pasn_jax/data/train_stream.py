@@ -65,13 +65,13 @@ class TrainBatches(grain.MapDataset):
         return pipeline.stack(examples)
 
 
-def train_stream(data_dir: str, split: str, transform: grain.transforms.RandomMap, *, batch_size: int, seed: int,
-                 start: int = 0, worker_count: int = 0, shard_index: int = 0, shard_count: int = 1):
+def train_stream(source, transform: grain.transforms.RandomMap, *, batch_size: int, seed: int, start: int = 0,
+                 worker_count: int = 0, shard_index: int = 0, shard_count: int = 1):
     """An endless iterator over this process's batches of `batch_size` (its share of global batches of
-    batch_size * shard_count), starting at batch `start`; worker_count -1 picks auto_worker_count()."""
-    source = shards.ShardSource(data_dir, split)
+    batch_size * shard_count) of a random-access source of records, starting at batch `start`; worker_count -1
+    picks auto_worker_count()."""
     if len(source) == 0:
-        raise shards.ShardError(f"{data_dir}: split '{split}' has no records")
+        raise shards.ShardError(f"{source!r}: no records to train on")
     batches = TrainBatches(source, transform, seed=seed, global_batch=batch_size * shard_count,
                            shard_index=shard_index, shard_count=shard_count)
     stream = batches[start:].to_iter_dataset(_READ)
@@ -85,8 +85,10 @@ def train_stream(data_dir: str, split: str, transform: grain.transforms.RandomMa
 
 def train_dataset(data_dir: str, *, batch_size: int, image_size: int, seed: int, augment, split: str = "train",
                   start: int = 0, worker_count: int = 0, shard_index: int = 0, shard_count: int = 1,
-                  skip_bad: bool = False):
-    """Augmented train batches of frame records (pipeline.TrainTransform) from batch `start`."""
+                  skip_bad: bool = False, source=None):
+    """Augmented train batches of frame records (pipeline.TrainTransform) from batch `start`: of `source` when given
+    (e.g. a fold's videos, pasn_jax/data/folds.py), else of the split's shards."""
     transform = pipeline.TrainTransform(image_size, pipeline.augment_options(augment), skip_bad)
-    return train_stream(data_dir, split, transform, batch_size=batch_size, seed=seed, start=start,
+    source = shards.ShardSource(data_dir, split) if source is None else source
+    return train_stream(source, transform, batch_size=batch_size, seed=seed, start=start,
                         worker_count=worker_count, shard_index=shard_index, shard_count=shard_count)

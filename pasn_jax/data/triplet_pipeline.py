@@ -50,8 +50,9 @@ def train_triplets(data_dir: str, *, batch_size: int, image_size: int, seed: int
                    shard_count: int = 1, skip_bad: bool = False):
     """Endless augmented triplet batches of `batch_size` triplets (per process) from batch `start` (train_stream)."""
     transform = TripletTrainTransform(image_size, pipeline.augment_options(augment), skip_bad)
-    return train_stream.train_stream(data_dir, split, transform, batch_size=batch_size, seed=seed, start=start,
-                                     worker_count=worker_count, shard_index=shard_index, shard_count=shard_count)
+    return train_stream.train_stream(shards.ShardSource(data_dir, split), transform, batch_size=batch_size, seed=seed,
+                                     start=start, worker_count=worker_count, shard_index=shard_index,
+                                     shard_count=shard_count)
 
 
 def eval_triplets(data_dir: str, *, batch_size: int, image_size: int, split: str = "test",

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pasn_jax import evaluation, losses, metrics, parallel, predictions, tower_weights
-from pasn_jax.data import pipeline, train_stream
+from pasn_jax.data import folds, pipeline, train_stream
 from pasn_jax.data.source import resolve_data_dir
 from pasn_jax.models import pasn, towers
 
@@ -35,7 +35,8 @@ def train_batches(config, data_dir: str, *, batch_size: int, seed: int, start: i
     return train_stream.train_dataset(data_dir, batch_size=batch_size, image_size=config.data.image_size, seed=seed,
                                       augment=config.data.augment, start=start, worker_count=worker_count,
                                       shard_index=shard_index, shard_count=shard_count,
-                                      skip_bad=config.data.skip_bad_records)
+                                      skip_bad=config.data.skip_bad_records,
+                                      source=folds.split_source(data_dir, "train", config.data))
 
 
 def initial_variables(model, config, rng, data_dir: str, mesh) -> tuple[dict, str]:
@@ -84,7 +85,8 @@ class Evaluator:
         """All frames of the split, in order: predictions, labels, video and frame as host numpy arrays."""
         batches = pipeline.eval_dataset(self.data_dir, batch_size=self.local_batch_size,
                                         image_size=self.config.data.image_size, split=self.split,
-                                        shard_index=jax.process_index(), shard_count=jax.process_count())
+                                        shard_index=jax.process_index(), shard_count=jax.process_count(),
+                                        source=folds.split_source(self.data_dir, self.split, self.config.data))
         p = evaluation.predict_split(self._predict, variables, batches, self.mesh,
                                      ("au", "expr", "va", "frame", "video"))
         # Processes hold contiguous shares; put their interleaved batches back in stored (video, frame) order.

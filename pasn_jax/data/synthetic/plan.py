@@ -11,6 +11,8 @@ from pasn_jax import labels
 
 # ---- Splits and missing labels (Aff-Wild2's gaps) ----
 VAL_FRACTION = 0.25  # share of videos in Validation_Set; every video is a new person, so splits are disjoint
+# Test videos (people in neither train nor val, labelled in Test_Set) come after them: their number does not change
+# what train and val hold.
 TWO_PERSON_PROB = 0.15  # chance that a video slot is a two-person clip, written as <name>_left/<name>_right
 TASK_SET_COUNT_PROBS = (0.15, 0.25, 0.60)  # chance that a video is in 1, 2 or all 3 task sets
 SENTINEL_RUN_PROB = 0.3  # per (video, task set): chance of one run of unannotated lines (-1 / -5)
@@ -61,7 +63,7 @@ class SyntheticError(ValueError):
 class VideoPlan:
     """Everything drawn and written for one video."""
     name: str
-    split: str  # 'train' or 'val'
+    split: str  # 'train', 'val' or 'test'
     seed: tuple  # SeedSequence entropy for the video's identity, nuisances and expressions
     tasks: tuple[str, ...]  # task sets the video appears in
     num_frames: int  # label lines per task set
@@ -122,19 +124,23 @@ def _run(rng: np.random.Generator, num_frames: int, length_range) -> np.ndarray:
     return mask
 
 
-def plan_videos(videos: int, frames: int, seed: int) -> list[VideoPlan]:
-    """Names, splits, task sets, labels and gaps of every video; deterministic for a seed.
+def plan_videos(videos: int, frames: int, seed: int, test_videos: int = 0) -> list[VideoPlan]:
+    """Names, splits, task sets, labels and gaps of every video (`videos` over train and val, then `test_videos`
+    more); deterministic for a seed.
 
     Guarantees, where a split has at least two videos, one video outside some task set, one sentinel run, one
     image-less run and one image without a label line in it, and a two-person clip where it has four or more
     videos, so every Aff-Wild2 gap occurs even in tiny trees.
     """
-    if videos < 2 or frames < 8:
-        raise SyntheticError(f"--videos must be >= 2 and --frames >= 8, got {videos} and {frames}")
+    if videos < 2 or frames < 8 or test_videos < 0:
+        raise SyntheticError(f"--videos must be >= 2, --frames >= 8 and --test-videos >= 0, got {videos}, {frames} "
+                             f"and {test_videos}")
     rng = np.random.default_rng([seed, 0])
     num_val = max(1, round(videos * VAL_FRACTION))
     plans: list[VideoPlan] = []
-    for split, count in (("train", videos - num_val), ("val", num_val)):
+    for split, count in (("train", videos - num_val), ("val", num_val), ("test", test_videos)):
+        if not count:
+            continue
         names = []
         while len(names) < count:
             base = f"{len(plans) + len(names) + 1}-30-{rng.choice(['640x360', '1280x720', '1920x1080'])}"

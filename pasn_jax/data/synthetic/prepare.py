@@ -11,6 +11,7 @@ from pasn_jax.data import affwild2, fec, insightface
 from pasn_jax.data.synthetic import identities, tree, triplets
 
 SHARDS_DIR = "shards"
+TREE_DIR = "tree"
 
 
 def _cached(cache_dir: str, name: str, splits: tuple[str, ...], build: Callable[[str], list[str]], what: str) -> str:
@@ -43,18 +44,23 @@ def _cached(cache_dir: str, name: str, splits: tuple[str, ...], build: Callable[
     return final
 
 
-def prepare_synthetic(cache_dir: str, *, videos: int, frames: int, size: int, seed: int, num_shards: int) -> str:
-    """The synthetic Aff-Wild2 (rendered, converted): returns its shards folder."""
-    name = (f"synthetic-v{tree.GENERATOR_VERSION}-{videos}videos-{frames}frames-{size}px-seed{seed}-"
-            f"{num_shards}shards")
+def prepare_synthetic(cache_dir: str, *, videos: int, frames: int, size: int, seed: int, num_shards: int,
+                      test_videos: int = 0) -> str:
+    """The synthetic Aff-Wild2 (rendered, converted; its tree kept beside the shards as `tree/`, for commands that
+    read frames from a tree): returns its shards folder. Test videos add a `test` split."""
+    name = (f"synthetic-v{tree.GENERATOR_VERSION}-{videos}videos{f'+{test_videos}test' if test_videos else ''}-"
+            f"{frames}frames-{size}px-seed{seed}-{num_shards}shards")
+    splits = affwild2.REQUIRED_SPLITS + (("test",) if test_videos else ())
 
     def build(tmp):
-        marker = tree.generate(os.path.join(tmp, "tree"), videos=videos, frames=frames, size=size, seed=seed)
-        metadata = affwild2.convert(os.path.join(tmp, "tree"), os.path.join(tmp, SHARDS_DIR), num_shards=num_shards)
-        return ([f"rendered {marker['images']} images ({videos} videos x {frames} frames, {size} px, seed {seed})"]
-                + [affwild2.describe(metadata[split]) for split in affwild2.SPLIT_SETS])
+        marker = tree.generate(os.path.join(tmp, TREE_DIR), videos=videos, frames=frames, size=size, seed=seed,
+                               test_videos=test_videos)
+        metadata = affwild2.convert(os.path.join(tmp, TREE_DIR), os.path.join(tmp, SHARDS_DIR),
+                                    num_shards=num_shards)
+        return ([f"rendered {marker['images']} images ({videos} + {test_videos} test videos x {frames} frames, "
+                 f"{size} px, seed {seed})"] + [affwild2.describe(metadata[split]) for split in splits])
 
-    return os.path.join(_cached(cache_dir, name, tuple(affwild2.SPLIT_SETS), build, "Aff-Wild2"), SHARDS_DIR)
+    return os.path.join(_cached(cache_dir, name, splits, build, "Aff-Wild2"), SHARDS_DIR)
 
 
 def prepare_identities(cache_dir: str, *, people: int, images: int, held_out: int, pairs: int, size: int,

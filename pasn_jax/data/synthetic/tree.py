@@ -5,7 +5,10 @@ Per video an identity (face shape, skin, hair, parts' placement, clothes, backgr
 nuisances (pose, scale, translation, lighting, noise, JPEG quality); expressions change in segments and drive the
 12 AUs (plan.py); faces are drawn by face.py, frames by frames.py.
 
-    python -m pasn_jax.data.synthetic --out DIR [--videos N --frames M --size PX --seed S]
+    python -m pasn_jax.data.synthetic --out DIR [--videos N --frames M --size PX --seed S --test-videos T]
+
+Test videos (people in neither train nor val) are labelled in Test_Set and listed, one name per line, in
+`test_videos.txt`: the list that ABAW gives with its unlabelled test set.
 """
 
 import argparse
@@ -26,6 +29,7 @@ from pasn_jax.data.synthetic.plan import SyntheticError, VideoPlan, plan_videos
 
 GENERATOR_VERSION = 2  # bump when the rendering or labelling changes (invalidates prepared caches)
 MARKER_FILE = affwild2.MARKER_FILE
+TEST_LIST_FILE = "test_videos.txt"
 
 
 def label_lines(plan: VideoPlan, task: str) -> list[str]:
@@ -82,9 +86,14 @@ def write_tree(plans: list[VideoPlan], root: str, size: int) -> dict:
                                   affwild2.SPLIT_SETS[plan.split])
             os.makedirs(folder, exist_ok=True)
             _write_text(os.path.join(folder, plan.name + ".txt"), label_lines(plan, task))
+    splits = {p.split for p in plans} | set(affwild2.REQUIRED_SPLITS)
     for task_set in affwild2.TASK_SETS.values():  # the layout has every folder, even if a split has no such video
-        for split_set in affwild2.SPLIT_SETS.values():
-            os.makedirs(os.path.join(root, affwild2.ANNOTATIONS_DIR, task_set, split_set), exist_ok=True)
+        for split in splits:
+            os.makedirs(os.path.join(root, affwild2.ANNOTATIONS_DIR, task_set, affwild2.SPLIT_SETS[split]),
+                        exist_ok=True)
+    test = [p.name for p in plans if p.split == "test"]
+    if test:
+        _write_text(os.path.join(root, TEST_LIST_FILE), test)
     return counts
 
 
@@ -105,18 +114,19 @@ def new_folder(out: str):
         raise
 
 
-def generate(out: str, *, videos: int, frames: int, size: int, seed: int) -> dict:
+def generate(out: str, *, videos: int, frames: int, size: int, seed: int, test_videos: int = 0) -> dict:
     """Renders a synthetic Aff-Wild2 tree into `out` (temporary folder, renamed at the end); returns the marker."""
     if size < 32:
         raise SyntheticError(f"--size must be >= 32 pixels, got {size}")
     start = time.perf_counter()
-    plans = plan_videos(videos, frames, seed)
+    plans = plan_videos(videos, frames, seed, test_videos)
     with new_folder(out) as tmp:
         counts = write_tree(plans, tmp, size)
         marker = {
             "generator": "pasn_jax.data.synthetic", "version": GENERATOR_VERSION, "seed": seed, "videos": videos,
-            "frames": frames, "size": size,
-            "splits": {s: [p.name for p in plans if p.split == s] for s in affwild2.SPLIT_SETS},
+            "frames": frames, "size": size, "test_videos": test_videos,
+            "splits": {s: [p.name for p in plans if p.split == s] for s in affwild2.SPLIT_SETS
+                       if s in affwild2.REQUIRED_SPLITS or test_videos},
             "task_sets": {p.name: list(p.tasks) for p in plans},
             **counts, "seconds": round(time.perf_counter() - start, 3),
         }
@@ -132,14 +142,16 @@ def main(argv=None) -> int:
     parser.add_argument("--frames", type=int, default=120, help="label lines (frames) per video")
     parser.add_argument("--size", type=int, default=112, help="image side in pixels")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--test-videos", type=int, default=0, help="videos of held-out people (Test_Set)")
     args = parser.parse_args(argv)
     try:
-        marker = generate(args.out, videos=args.videos, frames=args.frames, size=args.size, seed=args.seed)
+        marker = generate(args.out, videos=args.videos, frames=args.frames, size=args.size, seed=args.seed,
+                          test_videos=args.test_videos)
     except (SyntheticError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"wrote {args.out}: {marker['videos']} videos ({len(marker['splits']['train'])} train, "
-          f"{len(marker['splits']['val'])} val), {marker['images']} images at {args.size} px, "
+    split_counts = ", ".join(f"{len(names)} {split}" for split, names in marker["splits"].items())
+    print(f"wrote {args.out}: {marker['videos']} videos ({split_counts}), {marker['images']} images at {args.size} px, "
           f"{marker['faceless_frames']} label lines without image, {marker['images_without_label']} images without "
           f"label line, in {marker['seconds']:.1f} s ({marker['images'] / marker['seconds']:.0f} frames/s)")
     return 0
