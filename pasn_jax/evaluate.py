@@ -1,13 +1,17 @@
 """`--mode=eval`: restore a checkpoint of a workdir and run its task's evaluator (PASN: the ABAW2 metrics of paper
-§4.2 over a whole split, written to `workdir/eval/<step>/`)."""
+§4.2 over a whole split, written to `workdir/eval/<step>/`); `--mode=predict`: PASN's predictions on frames without
+labels (config.predict), written to `workdir/predict/<step>/predictions.csv`."""
+
+import os
 
 import jax
 
-from pasn_jax import checkpointing, config_checks, evaluation, parallel, tasks, train_state, workdir_config
+from pasn_jax import (checkpointing, config_checks, evaluation, parallel, predictions, tasks, train_state,
+                      workdir_config)
 
 
-def evaluate(config, workdir: str, step: int | None = None) -> evaluation.EvalResult:
-    """Restores a checkpoint of `workdir` (the latest, or `step`) and evaluates it on `config.eval.split`."""
+def restore(config, workdir: str, step: int | None = None):
+    """(task, model, variables, data_dir, mesh, step) of a workdir's checkpoint (the latest, or `step`)."""
     mesh = parallel.make_mesh()
     dtype_note = workdir_config.resolve_dtype(workdir, config)
     if dtype_note and jax.process_index() == 0:
@@ -26,9 +30,31 @@ def evaluate(config, workdir: str, step: int | None = None) -> evaluation.EvalRe
     abstract = train_state.abstract_train_state(model, optimizer, config.model.image_size, parallel.replicated(mesh))
     state = ckpt.restore(step, abstract)
     ckpt.close()
+    return task, model, {"params": state.params, "batch_stats": state.batch_stats}, data_dir, mesh, step
+
+
+def evaluate(config, workdir: str, step: int | None = None) -> evaluation.EvalResult:
+    """Restores a checkpoint of `workdir` (the latest, or `step`) and evaluates it on `config.eval.split`."""
+    task, model, variables, data_dir, mesh, step = restore(config, workdir, step)
     evaluator = task.Evaluator(model, config, data_dir, mesh)
-    result = evaluator.run({"params": state.params, "batch_stats": state.batch_stats}, step, workdir)
+    result = evaluator.run(variables, step, workdir)
     if jax.process_index() == 0:
         print(task.format_table(result), flush=True)
         print(f"wrote {evaluation.eval_dir(workdir, step)}", flush=True)
     return result
+
+
+def predict(config, workdir: str, step: int | None = None) -> str:
+    """PASN's predictions on config.predict's frames (no labels): returns the predictions.csv written."""
+    if config.get("task", tasks.DEFAULT_TASK) != "pasn":
+        raise ValueError(f"--mode=predict: the task {config.task!r} predicts no frames (only pasn does)")
+    task, model, variables, data_dir, mesh, step = restore(config, workdir, step)
+    source = task.predict_source(config, data_dir)
+    p = task.Evaluator(model, config, data_dir, mesh).predict(variables, source)
+    path = os.path.join(workdir, "predict", str(step), "predictions.csv")
+    if jax.process_index() == 0:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        predictions.write_predictions(path, {k: p[k] for k in ("video", "frame", "au_prob", "expr_prob", "va_pred")})
+        print(f"wrote {path}: {len(p['frame'])} frames of {len(source.videos)} videos in {source.root} (step {step})",
+              flush=True)
+    return path

@@ -1,4 +1,4 @@
-r"""Entry point: `python -m pasn_jax.main --config=configs/abaw.py[:VARIANT] --workdir=DIR [--mode=train|eval]`.
+r"""Entry point: `python -m pasn_jax.main --config=configs/abaw.py[:VARIANT] --workdir=DIR [--mode=train|eval|predict]`.
 
 Kept short on purpose: flags, optional `jax.distributed` set-up, then `train.train_and_evaluate` or
 `evaluate.evaluate`. Several processes (hosts) run the same command; `launch/README.md` shows how.
@@ -15,7 +15,8 @@ from pasn_jax import checkpointing, evaluate, preemption, train, xla_flags
 
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/abaw.py:demo.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Folder for checkpoints, logs and evaluation outputs.")
-flags.DEFINE_enum("mode", "train", ["train", "eval"], "train (then evaluate) or only evaluate a checkpoint.")
+flags.DEFINE_enum("mode", "train", ["train", "eval", "predict"], "train (then evaluate), only evaluate a checkpoint, "
+                  "or predict unlabelled frames (config.predict) into workdir/predict/<step>/predictions.csv.")
 flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (implied by --coordinator_address or "
                   "$JAX_COORDINATOR_ADDRESS); without the flags below it auto-detects SLURM, Open MPI, TPU pods.")
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for jax.distributed.")
@@ -44,7 +45,8 @@ def main(argv):
         if FLAGS.mode == "train":
             train.train_and_evaluate(config, workdir)
         else:
-            evaluate.evaluate(config, workdir, step=None if config.eval.step < 0 else config.eval.step)
+            run = evaluate.evaluate if FLAGS.mode == "eval" else evaluate.predict
+            run(config, workdir, step=None if config.eval.step < 0 else config.eval.step)
     except preemption.Preempted as e:
         print(e, flush=True)
         sys.exit(FLAGS.preempted_exit_code)

@@ -7,12 +7,14 @@ INPUTs are image files, folders of images (their frames, in sorted file-name ord
 model's training data (a cropped_aligned frame: 112 px for Aff-Wild2, data.synthetic.size for the synthetic set),
 then resized and normalised as the evaluation pipeline prepares such a frame (data.image_size).
 
-OUT/predictions.csv has one row per face per frame: the input, the frame (from 1), the face's track, `face` in
-`status`, its box and five landmarks, then the columns of the evaluation's predictions.csv (pasn_jax/predictions.py):
-prob_<AU> x 12, prob_<expression> x 7, pred_valence, pred_arousal, and the most probable expression. A frame
-without a face is a row with status `no face`; an input that cannot be read, a row with status `unreadable` (and a
-line on stderr). `--overlay` draws each frame's boxes, expressions and valence/arousal into
-OUT/overlays/<name>/<frame:05d>.jpg. The exit code is 1 when an input could not be read, else 0.
+OUT/predictions.csv has one row per face per frame in the layout of every predictions file (pasn_jax/predictions.py):
+the video (the input's name: a video file's or folder's name without extension, so that a cropped_aligned tree's
+folders give ABAW's video names), the frame (from 1), prob_<AU> x 12, prob_<expression> x 7, pred_valence,
+pred_arousal; then the most probable expression, the input's path, the face's track, `face` in `status`, its box
+and five landmarks. A frame without a face is a row with status `no face`; an input that cannot be read, a row with
+status `unreadable` (and a line on stderr); readers of predictions skip both. `--overlay` draws each frame's boxes,
+expressions and valence/arousal into OUT/overlays/<name>/<frame:05d>.jpg. The exit code is 1 when an input could
+not be read, else 0.
 """
 
 import argparse
@@ -33,14 +35,13 @@ from pasn_jax.faces import align, crop, track
 from pasn_jax.faces.detector import LANDMARK_NAMES, Detector, FaceInputError
 from pasn_jax.faces.video import VideoError
 from pasn_jax.faces.weights import WeightsError
-from pasn_jax.labels import AU_NAMES, EXPR_NAMES
-from pasn_jax.predictions import PREDICTION_COLUMNS
+from pasn_jax.labels import EXPR_NAMES
+from pasn_jax.predictions import PREDICTED_COLUMNS
 from pasn_jax.tasks import pasn as pasn_task
 
 AFFWILD2_CROP_SIZE = 112  # side of Aff-Wild2's cropped_aligned frames
-MODEL_COLUMNS = PREDICTION_COLUMNS[2:2 + len(AU_NAMES) + len(EXPR_NAMES) + 2]  # prob_*, pred_valence, pred_arousal
-COLUMNS = (["input", "frame", "track", "status", "x1", "y1", "x2", "y2"]
-           + [f"{name}_{axis}" for name in LANDMARK_NAMES for axis in "xy"] + MODEL_COLUMNS + ["expression"])
+COLUMNS = (PREDICTED_COLUMNS + ["expression", "input", "track", "status", "x1", "y1", "x2", "y2"]
+           + [f"{name}_{axis}" for name in LANDMARK_NAMES for axis in "xy"])
 PROGRESS_SECONDS = 10.0
 MAX_BATCH = 64  # faces per model call
 
@@ -51,7 +52,7 @@ def _pow2(n: int) -> int:
 
 class Predictor:
     """A trained PASN with a face detector: `predict_images` and `predict_video` give one record (a dict) per face
-    per frame: input, frame, track, box (x1, y1, x2, y2), landmarks (5 x (x, y)), au_prob (12), expr_prob (7),
+    per frame: video, input, frame, track, box (x1, y1, x2, y2), landmarks (5 x (x, y)), au_prob (12), expr_prob (7),
     expression, valence, arousal."""
 
     def __init__(self, model, variables: dict, config, *, detector: Detector | None = None, batch: int = 8,
@@ -86,15 +87,15 @@ class Predictor:
             parts.append({k: v[:len(chunk)] for k, v in jax.device_get(self._forward(self._variables, padded)).items()})
         return {k: np.concatenate([p[k] for p in parts]) for k in ("au_prob", "expr_prob", "va_pred")}
 
-    def frames(self, stream, name: str, tracker: track.Tracker | None):
-        """(frame number, image, records) per frame of a stream of (number, uint8 RGB image); without a tracker,
-        a face's track is its index in its frame."""
+    def frames(self, stream, name: str, tracker: track.Tracker | None, video: str | None = None):
+        """(frame number, image, records) per frame of a stream of (number, uint8 RGB image) of input `name` (video
+        `video`, by default the name); without a tracker, a face's track is its index in its frame."""
         for chunk in crop.batched(stream, self.batch):
             found = self.detector.detect_batch([image for _, image in chunk])
             records, inputs = [], []
             for (number, image), faces in zip(chunk, found):
                 ids = tracker.update([f.box for f in faces]) if tracker else list(range(len(faces)))
-                records.append([dict(input=name, frame=number, track=t, box=f.box,
+                records.append([dict(video=video or name, input=name, frame=number, track=t, box=f.box,
                                      landmarks=tuple(tuple(float(v) for v in p) for p in f.landmarks))
                                 for f, t in zip(faces, ids)])
                 inputs += [self.model_input(align.align(image, f.landmarks, self.crop_size)[0]) for f in faces]
@@ -117,7 +118,7 @@ class Predictor:
         """Records of a video file's faces, frames from 1, faces tracked (raises VideoError)."""
         source = crop.Source(path, os.path.splitext(os.path.basename(path))[0], "video")
         _, stream = crop.frames(source, None)
-        return [r for _, _, rs in self.frames(stream, path, track.Tracker()) for r in rs]
+        return [r for _, _, rs in self.frames(stream, path, track.Tracker(), source.name) for r in rs]
 
 
 def training_note(config) -> str:
@@ -131,14 +132,15 @@ def training_note(config) -> str:
 
 def row(record: dict) -> list:
     """A predictions.csv row of a face record."""
-    values = [*record["box"], *(v for point in record["landmarks"] for v in point), *record["au_prob"],
-              *record["expr_prob"], record["valence"], record["arousal"]]
-    return ([record["input"], record["frame"], record["track"], "face"] + [repr(float(v)) for v in values]
-            + [record["expression"]])
+    model = [*record["au_prob"], *record["expr_prob"], record["valence"], record["arousal"]]
+    face = [*record["box"], *(v for point in record["landmarks"] for v in point)]
+    return ([record["video"], record["frame"]] + [repr(float(v)) for v in model]
+            + [record["expression"], record["input"], record["track"], "face"] + [repr(float(v)) for v in face])
 
 
-def _empty_row(name: str, frame, status: str) -> list:
-    return [name, frame, "", status] + [""] * (len(COLUMNS) - 4)
+def _empty_row(video: str, name: str, frame, status: str) -> list:
+    values = dict(video=video, frame=frame, input=name, status=status)
+    return [values.get(column, "") for column in COLUMNS]
 
 
 def overlay(image: np.ndarray, records: list[dict]) -> Image.Image:
@@ -155,15 +157,16 @@ def overlay(image: np.ndarray, records: list[dict]) -> Image.Image:
     return picture
 
 
-def predict_input(predictor: Predictor, source: crop.Source, writer, overlay_dir: str | None, log, warn) -> tuple:
-    """Writes one input's rows; returns (frames read, faces found)."""
+def predict_input(predictor: Predictor, source: crop.Source, video: str, writer, overlay_dir: str | None, log,
+                  warn) -> tuple:
+    """Writes one input's rows (its frames as those of `video`); returns (frames read, faces found)."""
     count, stream = crop.frames(source, warn)
     frames_read = faces = 0
     start = last_report = time.perf_counter()
-    for number, image, records in predictor.frames(stream, source.path, track.Tracker()):
+    for number, image, records in predictor.frames(stream, source.path, track.Tracker(), video):
         frames_read += 1
         faces += len(records)
-        writer.writerows([row(r) for r in records] or [_empty_row(source.path, number, "no face")])
+        writer.writerows([row(r) for r in records] or [_empty_row(video, source.path, number, "no face")])
         if overlay_dir:
             os.makedirs(overlay_dir, exist_ok=True)
             overlay(image, records).save(os.path.join(overlay_dir, f"{number:05d}.jpg"), quality=90)
@@ -196,11 +199,11 @@ def run(predictor: Predictor, inputs: list[str], out: str, *, overlays: bool = F
                     seen[source.name] = seen.get(source.name, 0) + 1  # a second input of a name: <name>_2
                     name = source.name if seen[source.name] == 1 else f"{source.name}_{seen[source.name]}"
                     overlay_dir = os.path.join(out, "overlays", name) if overlays else None
-                    frames, faces = predict_input(predictor, source, writer, overlay_dir, log, warn)
+                    frames, faces = predict_input(predictor, source, name, writer, overlay_dir, log, warn)
                 except (crop.CropError, VideoError, OSError) as e:
                     summary["errors"].append(item)
                     warn(f"error: {e}")
-                    writer.writerow(_empty_row(item, "", "unreadable"))
+                    writer.writerow(_empty_row("", item, "", "unreadable"))
                     continue
                 summary["frames"] += frames
                 summary["faces"] += faces

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import numpy as np
 from runs import SMOKE_STEPS, run_main, smoke_args
@@ -9,7 +10,7 @@ from runs import SMOKE_STEPS, run_main, smoke_args
 from pasn_jax import metrics
 from pasn_jax.data import pipeline
 from pasn_jax.data.source import resolve_data_dir
-from pasn_jax.predictions import read_predictions
+from pasn_jax.predictions import PREDICTED_COLUMNS, read_predictions
 
 
 def _eval(workdir, cache, *overrides):
@@ -50,3 +51,38 @@ def test_eval_of_an_earlier_step_and_of_a_missing_one(smoke_cache, smoke_run):
     missing = run_main(smoke_args(workdir, smoke_cache, "--mode=eval", "--config.eval.step=7"), check=False)
     assert missing.returncode == 1
     assert "no checkpoint at step 7" in missing.stderr.strip().splitlines()[-1]
+
+
+def test_predict_on_a_tree_without_annotations_matches_eval_on_test(smoke_cache, smoke_run, tmp_path):
+    """--mode=predict reads only cropped_aligned/ and a video list: its numbers are eval's on the same frames."""
+    workdir, _ = smoke_run
+    from configs import abaw
+    config = abaw.get_config("smoke")
+    config.data.synthetic.cache_dir = smoke_cache
+    source_tree = os.path.join(os.path.dirname(resolve_data_dir(config.data)), "tree")
+    videos = open(os.path.join(source_tree, "test_videos.txt")).read().split()
+    root = tmp_path / "abaw_test"
+    for video in videos:
+        shutil.copytree(os.path.join(source_tree, "cropped_aligned", video), root / "cropped_aligned" / video)
+    (tmp_path / "videos.txt").write_text("\n".join(reversed(videos)) + "\n")
+    proc = run_main(smoke_args(workdir, smoke_cache, "--mode=predict", f"--config.predict.root={root}",
+                               f"--config.predict.videos={tmp_path / 'videos.txt'}"))
+    path = os.path.join(workdir, "predict", str(SMOKE_STEPS), "predictions.csv")
+    images = sum(len(os.listdir(root / "cropped_aligned" / v)) for v in videos)
+    assert f"wrote {path}: {images} frames of {len(videos)} videos" in proc.stdout
+    assert open(path).readline().strip().split(",") == PREDICTED_COLUMNS  # no label columns
+    predicted = read_predictions(path)
+    assert sorted(set(predicted["video"])) == sorted(videos) and len(predicted["frame"]) == images
+
+    run_main(smoke_args(workdir, smoke_cache, "--mode=eval", "--config.eval.split=test"))
+    scored = read_predictions(os.path.join(workdir, "eval", str(SMOKE_STEPS), "predictions.csv"))
+    at = {(v, f): i for i, (v, f) in enumerate(zip(predicted["video"], predicted["frame"]))}
+    rows = [at[(v, f)] for v, f in zip(scored["video"], scored["frame"])]  # labelled frames have images
+    assert 0 < len(rows) < images  # the tree also holds images without label lines
+    for key in ("au_prob", "expr_prob", "va_pred"):
+        np.testing.assert_allclose(predicted[key][rows], scored[key], atol=1e-6, err_msg=key)
+
+    bad = run_main(smoke_args(workdir, smoke_cache, "--mode=predict", f"--config.predict.root={tmp_path}"),
+                   check=False)
+    assert bad.returncode == 1
+    assert f"error: {tmp_path}/cropped_aligned: missing folder" in bad.stderr

@@ -17,6 +17,7 @@ from pasn_jax.faces import align, boxes
 from pasn_jax.faces.detector import Detector
 from pasn_jax.faces.video import write_video
 from pasn_jax.labels import AU_NAMES, EXPR_NAMES
+from pasn_jax.predictions import read_predictions
 from pasn_jax.tasks import pasn as pasn_task
 from runs import load_state, run_main, smoke_args
 
@@ -93,7 +94,10 @@ def test_cli_rows_values_and_bad_inputs(workdir, inputs, tmp_path, capsys, monke
         (inputs["astronaut.png"], "1", "0", "face"), (inputs["grey.png"], "1", "", "no face"),
         (inputs["broken.jpg"], "", "", "unreadable"), (inputs["clip.mp4"], "1", "0", "face"),
         (inputs["clip.mp4"], "2", "0", "face"), (inputs["clip.mp4"], "3", "0", "face")]
+    read = read_predictions(os.path.join(out, "predictions.csv"))  # the layout every tool reads: faces only
+    assert list(zip(read["video"], read["frame"])) == [("astronaut", 1), ("clip", 1), ("clip", 2), ("clip", 3)]
     face = rows[0]
+    np.testing.assert_allclose(read["au_prob"][0], _floats(face, AU_COLUMNS), atol=1e-6)
     box = _floats(face, ["x1", "y1", "x2", "y2"])
     assert boxes.iou(box, HEAD_FACE)[0, 0] > 0.6
     au, expr = _floats(face, AU_COLUMNS), _floats(face, EXPR_COLUMNS)

@@ -2,8 +2,9 @@
 `OUT/cropped_aligned/<name>/<frame:05d>.jpg`, frames numbered from 1.
 
 <name> is the file name without extension (the folder's name for a folder of images). A video's frames count in
-decode order; a folder's images are its frames in sorted file-name order (an unreadable one is reported and its
-number left out); a single image is frame 1. Faces are
+decode order; a folder's images are its frames, numbered by their names where all are numbers (cropped_aligned's
+00001.jpg), else in sorted file-name order (an unreadable one is reported and its number left out); a single image
+is frame 1. Faces are
 linked across frames by track.py; when an input has more than one track, each track goes to its own folder
 `<name>_<k>`, k = 1, 2, ... in order of first appearance (as Aff-Wild2 splits two-person videos into `_left` and
 `_right`). An input's folders are written under a temporary name and renamed once it is complete; an existing
@@ -75,7 +76,8 @@ def folder_images(folder: str) -> list[str]:
 
 
 def frames(source: Source, warn):
-    """(frame count or None, iterator of (frame number, uint8 RGB image)); `warn(line)` for skipped frames."""
+    """(frame count or None, iterator of (frame number, uint8 RGB image)); `warn(line)` for skipped frames. A
+    folder's frames are numbered by their file names where every name is a number, else 1, 2, ... in name order."""
     if source.kind == "image":
         image = read_image(source.path)
         return 1, iter([(1, image)])
@@ -83,9 +85,15 @@ def frames(source: Source, warn):
         paths = folder_images(source.path)
         if not paths:
             raise CropError(f"{source.path}: no image files ({', '.join(IMAGE_EXTENSIONS)})")
+        stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+        # Files named by frame number (cropped_aligned's 00001.jpg) keep it; others are numbered 1, 2, ...
+        if all(s.isdigit() and int(s) > 0 for s in stems) and len({int(s) for s in stems}) == len(stems):
+            numbers, paths = zip(*sorted(zip((int(s) for s in stems), paths)))
+        else:
+            numbers = range(1, len(paths) + 1)
 
         def images():
-            for number, path in enumerate(paths, start=1):
+            for number, path in zip(numbers, paths):
                 try:
                     yield number, read_image(path)
                 except CropError as e:

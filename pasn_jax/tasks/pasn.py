@@ -12,8 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from pasn_jax import evaluation, losses, metrics, parallel, predictions, tower_weights
-from pasn_jax.data import folds, pipeline, train_stream
+from pasn_jax.data import folds, frames_tree, pipeline, train_stream
 from pasn_jax.data.source import resolve_data_dir
+from pasn_jax.data.synthetic import prepare, tree
 from pasn_jax.models import pasn, towers
 
 BATCH_KEYS = ("image", "au", "au_mask", "expr", "expr_mask", "va", "va_mask")
@@ -28,6 +29,22 @@ def build_model(config, data_dir: str | None = None) -> pasn.PASN:
 
 def prepare_data(config) -> str:
     return resolve_data_dir(config.data)
+
+
+def predict_source(config, data_dir: str) -> frames_tree.TreeFrames:
+    """The unlabelled frames `--mode=predict` reads: config.predict.root's cropped_aligned tree (its videos listed in
+    config.predict.videos, else all), by default the synthetic set's test videos."""
+    root, videos = config.predict.root, config.predict.videos
+    if not root:
+        if config.data.source != "synthetic":
+            raise ValueError("config.predict.root: expected a folder with cropped_aligned/<video>/<frame:05d>.jpg "
+                             "(e.g. the ABAW test set's frames), with config.predict.videos listing its videos")
+        root = os.path.join(os.path.dirname(data_dir), prepare.TREE_DIR)
+        videos = videos or os.path.join(root, tree.TEST_LIST_FILE)
+        if not os.path.isfile(videos):
+            raise ValueError("config.data.synthetic.test_videos is 0: the synthetic set has no test videos to "
+                             "predict; set it, or config.predict.root")
+    return frames_tree.TreeFrames(root, videos)
 
 
 def train_batches(config, data_dir: str, *, batch_size: int, seed: int, start: int, worker_count: int,
@@ -81,12 +98,13 @@ class Evaluator:
         repl, data = parallel.replicated(mesh), parallel.batch_sharding(mesh)
         self._predict = jax.jit(functools.partial(_predict, model), in_shardings=(repl, data), out_shardings=repl)
 
-    def predict(self, variables) -> dict:
-        """All frames of the split, in order: predictions, labels, video and frame as host numpy arrays."""
+    def predict(self, variables, source=None) -> dict:
+        """All frames of the split (or of a source of frame records, e.g. predict_source's), in (video, frame)
+        order: predictions, labels, video and frame as host numpy arrays."""
+        source = folds.split_source(self.data_dir, self.split, self.config.data) if source is None else source
         batches = pipeline.eval_dataset(self.data_dir, batch_size=self.local_batch_size,
-                                        image_size=self.config.data.image_size, split=self.split,
-                                        shard_index=jax.process_index(), shard_count=jax.process_count(),
-                                        source=folds.split_source(self.data_dir, self.split, self.config.data))
+                                        image_size=self.config.data.image_size, shard_index=jax.process_index(),
+                                        shard_count=jax.process_count(), source=source)
         p = evaluation.predict_split(self._predict, variables, batches, self.mesh,
                                      ("au", "expr", "va", "frame", "video"))
         # Processes hold contiguous shares; put their interleaved batches back in stored (video, frame) order.
