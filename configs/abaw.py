@@ -11,6 +11,9 @@ Variants, selected as `configs/abaw.py:VARIANT`:
   demo          the embedded default: renders the synthetic Aff-Wild2 into a cache folder on first use, converts
                 it to shards, trains a small PASN on 2 CPU cores in minutes and evaluates it on unseen identities.
                   python -m pasn_jax.main --config=configs/abaw.py:demo --workdir=runs/demo
+  folds         an ensemble member on the synthetic Aff-Wild2 (launch/folds.sh trains six): the demo's network with a
+                random prior, 500 steps, and 16 test videos of people in no fold, which the ensemble is scored on.
+                  launch/folds.sh runs/folds --config=configs/abaw.py:folds
   smoke         seconds; a tiny synthetic set and network, for tests.
                   python -m pasn_jax.main --config=configs/abaw.py:smoke --workdir=/tmp/smoke
   no_prior      the paper's "w/o prior model" ablation: one ResNet-50 tower instead of f_expr - f_id.
@@ -28,7 +31,7 @@ import ml_collections
 
 from configs import common
 
-VARIANTS = ("demo", "smoke", "no_prior", "no_streaming", "random_prior")
+VARIANTS = ("demo", "smoke", "no_prior", "no_streaming", "random_prior", "folds")
 DEMO_RUNS = "runs/demo"  # where `make demo` keeps its three stages' workdirs (face_id, dln, pasn)
 
 
@@ -58,8 +61,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.model.backbone = "resnet50"
     if "no_streaming" in variants:
         c.model.streaming = False
-    if "demo" in variants:
-        _demo(c, trained_prior="random_prior" not in variants)
+    if "demo" in variants or "folds" in variants:
+        _demo(c, trained_prior="random_prior" not in variants and "folds" not in variants)
+    if "folds" in variants:
+        _folds(c)
     if "smoke" in variants:
         _smoke(c)
     return c
@@ -83,6 +88,16 @@ def _demo(c, trained_prior: bool):
     c.eval_every = 500
     c.checkpoint_every = 500
     c.optim.update(lr=0.01, t0_steps=1_500, t_mult=1.0, warmup_steps=100)
+
+
+def _folds(c):
+    """An ensemble member: the demo's random-prior PASN trained for a third of its steps (six members take about as
+    long as one demo), with held-out test people to score the ensemble on."""
+    c.data.synthetic.test_videos = 16
+    c.num_steps = 500
+    c.eval_every = 500
+    c.checkpoint_every = 250
+    c.optim.update(t0_steps=500, warmup_steps=50)
 
 
 def _smoke(c):
