@@ -46,8 +46,8 @@ def test_folds_ensemble_predict_submission(smoke_cache, tmp_path):
     _run(sys.executable, "-m", "pasn_jax.ensemble", "--workdirs", *members, "--mode=predict", "--out", f"{runs}/test")
     tree = os.path.join(smoke_cache, next(n for n in os.listdir(smoke_cache) if "test" in n), "tree")
     written = _run(sys.executable, "-m", "pasn_jax.submission", "write", "--predictions",
-                   f"{runs}/test/predictions.csv", "--root", tree, "--out", f"{runs}/submission")
-    assert "from the last cropped frame" in written.stdout
+                   f"{runs}/test/predictions.csv", "--out", f"{runs}/submission")
+    assert "frame counts: 2 from the last predicted frame" in written.stdout
     checked = _run(sys.executable, "-m", "pasn_jax.submission", "check", f"{runs}/submission")
     assert checked.stdout.startswith(f"ok: {runs}/submission")
 
