@@ -55,6 +55,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.prior_from = ""  # a DLN workdir: both towers from it (configs/dln.py)
     c.loss = ml_collections.ConfigDict(dict(smoothing=0.9, au=1.0, expr=1.0, va=1.0))
     c.eval.split = "val"
+    c.eval.images = 8  # frames of the Grad-CAM grid logged to TensorBoard with the confusion matrix at each evaluation
 
     if "no_prior" in variants:
         c.model.prior = False
@@ -115,3 +116,4 @@ def _smoke(c):
     c.eval_every = 20
     c.checkpoint_every = 10
     c.optim.update(lr=0.01, t0_steps=10, warmup_steps=0)
+    c.eval.images = 0  # seconds count here: no pictures (tests/test_report.py turns them on)

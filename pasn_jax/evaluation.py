@@ -21,6 +21,7 @@ class EvalResult:
     frames: int  # examples scored
     scores: dict  # the task's metrics (logged to TensorBoard under eval/)
     chance: dict  # the same metrics of trivial predictors on the same examples
+    images: dict = dataclasses.field(default_factory=dict)  # name -> uint8 [H, W, 3], logged to TensorBoard
 
 
 def eval_dir(workdir: str, step: int) -> str:

@@ -117,6 +117,7 @@ def _train_and_evaluate(config, workdir: str, request: preemption.PreemptionRequ
     def run_eval(step):
         result = evaluator.run({"params": state.params, "batch_stats": state.batch_stats}, step, workdir)
         logger.scalars(step, result.scores, "eval")
+        logger.images(step, result.images, "eval")
         logger.info(task.format_table(result))
         return result
 

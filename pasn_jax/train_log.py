@@ -22,6 +22,12 @@ class Logger:
                 self._writer.add_scalar(f"{prefix}/{k}", float(v), step)
             self._writer.flush()
 
+    def images(self, step: int, images: dict, prefix: str) -> None:
+        if self._writer is not None and images:
+            for k, v in images.items():
+                self._writer.add_image(f"{prefix}/{k}", v, step, dataformats="HWC")
+            self._writer.flush()
+
     def info(self, msg: str) -> None:
         if jax.process_index() == 0:
             print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)

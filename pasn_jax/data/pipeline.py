@@ -279,5 +279,11 @@ def image_batches(images: Sequence[bytes], *, batch_size: int, image_size: int, 
                          shard_count=shard_count)
 
 
+def spread_examples(source, image_size: int, count: int) -> list[dict]:
+    """`count` evaluation examples spread evenly over a source of frame records (pictures of a split)."""
+    transform = EvalTransform(image_size)
+    return [transform.map(source[int(i)]) for i in np.linspace(0, len(source) - 1, min(count, len(source))).round()]
+
+
 def num_records(data_dir: str, split: str) -> int:
     return int(shards.read_metadata(data_dir, split)["num_records"])

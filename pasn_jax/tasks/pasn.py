@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pasn_jax import evaluation, losses, metrics, parallel, predictions, tower_weights
+from pasn_jax import evaluation, losses, metrics, parallel, predictions, tower_weights, visualize
 from pasn_jax.data import folds, frames_tree, pipeline, train_stream
 from pasn_jax.data.source import resolve_data_dir
 from pasn_jax.data.synthetic import prepare, tree
@@ -92,7 +92,7 @@ class Evaluator:
     """Predicts a split on the mesh and scores it; every process runs it, process 0 writes the files."""
 
     def __init__(self, model, config, data_dir: str, mesh):
-        self.config, self.data_dir, self.mesh = config, data_dir, mesh
+        self.model, self.config, self.data_dir, self.mesh = model, config, data_dir, mesh
         self.split = config.eval.split
         self.local_batch_size = parallel.per_process_batch_size(config.data.eval_batch_size, mesh)
         repl, data = parallel.replicated(mesh), parallel.batch_sharding(mesh)
@@ -118,7 +118,8 @@ class Evaluator:
         scores = metrics.abaw_metrics(p["au_prob"], p["au"], p["expr_prob"], p["expr"], p["va_pred"], p["va"])
         result = evaluation.EvalResult(step=step, split=self.split, frames=len(p["frame"]),
                                        scores={k: float(v) for k, v in scores.items()},
-                                       chance=metrics.chance_metrics(p["au"], p["expr"], p["va"]))
+                                       chance=metrics.chance_metrics(p["au"], p["expr"], p["va"]),
+                                       images=self.pictures(variables, p))
         if workdir is not None and jax.process_index() == 0:
             out_dir = evaluation.eval_dir(workdir, step)
             os.makedirs(out_dir, exist_ok=True)
@@ -127,6 +128,22 @@ class Evaluator:
                                   dict(step=step, split=self.split, frames=result.frames, **result.scores,
                                        chance=result.chance))
         return result
+
+
+    def pictures(self, variables, p: dict) -> dict:
+        """Process 0's TensorBoard images of an evaluation (config.eval.images frames; 0: none): the EXPR confusion
+        matrix and the Grad-CAM grid of those frames' predicted expressions (pasn_jax/visualize.py)."""
+        count = int(self.config.eval.get("images", 0))
+        if not count or jax.process_index() != 0:
+            return {}
+        confusion = visualize.confusion_figure(visualize.confusion_matrix(p["expr_prob"], p["expr"]))
+        source = folds.split_source(self.data_dir, self.split, self.config.data)
+        examples = pipeline.spread_examples(source, self.config.data.image_size, count)
+        host = jax.device_get(variables)
+        predicted, maps = visualize.explain_expressions(self.model, host, np.stack([e["image"] for e in examples]))
+        return {"expr_confusion": visualize.png_to_array(visualize.to_png(confusion)),
+                "gradcam": visualize.png_to_array(visualize.to_png(visualize.expression_grid(examples, predicted,
+                                                                                            maps)))}
 
 
 def format_table(result: evaluation.EvalResult) -> str:

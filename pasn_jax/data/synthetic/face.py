@@ -169,6 +169,29 @@ class Canvas:
         self.draw.line(self._px(points), fill=fill, width=max(1, int(round(width * self.unit))), joint="curve")
 
 
+# The expressive parts (the paper's Fig. 4: brows, eyes, nose wrinkles, mouth, cheeks), as ellipses in face units
+# around where draw_face puts them and their AU motions: (centre x, centre y, half width, half height) of a person.
+EXPRESSIVE_PARTS = {
+    "brows": lambda p: [(s * p.eye_dx, p.eye_y - p.brow_gap - 0.08, p.brow_len * 1.15 + 0.04, 0.2)  # AU1/2 raise
+                        for s in (-1, 1)],
+    "eyes": lambda p: [(s * p.eye_dx, p.eye_y, p.eye_w + 0.06, p.eye_h + 0.06) for s in (-1, 1)],
+    "nose": lambda p: [(0.0, (p.eye_y - p.brow_gap + p.nose_y) / 2, p.nose_w + 0.06,
+                        (p.nose_y - p.eye_y + p.brow_gap) / 2 + 0.04)],
+    "mouth": lambda p: [(0.0, p.mouth_y + 0.03, p.mouth_w + 0.12, 0.18)],
+    "cheeks": lambda p: [(s * (p.eye_dx + 0.06), p.eye_y + 0.3, 0.18, 0.13) for s in (-1, 1)],
+}
+
+
+def parts_mask(identity: Identity, pose: Pose, size: int) -> np.ndarray:
+    """Where a frame of `identity` at `pose` shows its expressive parts (EXPRESSIVE_PARTS). bool [S, S]"""
+    image = Image.new("L", (size * SUPERSAMPLE, size * SUPERSAMPLE), 0)
+    canvas = Canvas(image, identity, pose, size)
+    for ellipses in EXPRESSIVE_PARTS.values():
+        for cx, cy, rx, ry in ellipses(identity):
+            canvas.polygon(_ellipse(cx, cy, rx, ry, 24), 255)
+    return np.asarray(image.reduce(SUPERSAMPLE)) >= 128
+
+
 def draw_face(canvas: Canvas, p: Identity, intensity: np.ndarray) -> None:
     """Draws one person with AU intensities [12] (labels.AU_NAMES order, 0..1)."""
     a = {name: float(intensity[i]) * MOTION_SCALE for name, i in _AU.items()}

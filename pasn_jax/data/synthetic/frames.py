@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 
 from pasn_jax.data.synthetic.face import (COLOR_CAST, JPEG_QUALITY, LIGHT_GAIN, LIGHT_GRADIENT, LIGHT_SWING,
                                           NOISE_SIGMA, POSE_ROTATION, POSE_SCALE, POSE_SHIFT, SUPERSAMPLE, Canvas,
-                                          Identity, Pose, colour, draw_face)
+                                          Identity, Pose, colour, draw_face, parts_mask)
 
 # A photograph's pose, around the person's own tilt: rotation (degrees), scale and shift (fraction of the image).
 PHOTO_ROTATION = 8.0
@@ -71,10 +71,17 @@ class FrameRenderer:
         freq, phase = self.waves[key]
         return math.sin(2 * math.pi * freq * t + phase)
 
-    def jpeg(self, t: int, intensity: np.ndarray) -> bytes:
-        pose = Pose(rotation=POSE_ROTATION[1] * self._wave("rot", t), scale=1 + POSE_SCALE * self._wave("scale", t),
+    def pose(self, t: int) -> Pose:
+        """The head's pose in frame t (0-based)."""
+        return Pose(rotation=POSE_ROTATION[1] * self._wave("rot", t), scale=1 + POSE_SCALE * self._wave("scale", t),
                     shift=(POSE_SHIFT * self._wave("x", t), POSE_SHIFT * self._wave("y", t)))
-        pixels = _draw(self.background, self.identity, pose, intensity, self.size)
+
+    def parts_mask(self, t: int) -> np.ndarray:
+        """Where frame t shows the face's expressive parts (face.parts_mask). bool [S, S]"""
+        return parts_mask(self.identity, self.pose(t), self.size)
+
+    def jpeg(self, t: int, intensity: np.ndarray) -> bytes:
+        pixels = _draw(self.background, self.identity, self.pose(t), intensity, self.size)
         gain = self.identity.gain * (1 + LIGHT_SWING * self._wave("light", t))
         oy, ox = self.rng.integers(0, self.size, 2)
         sigma = self.rng.uniform(*NOISE_SIGMA)
