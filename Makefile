@@ -21,9 +21,17 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-.PHONY: demo test test-slow test-ablations
+.PHONY: demo report test test-slow test-ablations
 demo: $(VENV)/.runtime
 	PYTHON=$(PY) launch/demo.sh runs/demo
+
+# The report of the demo and its ablations (README, "Pictures"): each ablation trains once (a finished one only
+# evaluates again), then one HTML page with its figures in runs/report.
+report: $(VENV)/.runtime
+	for v in random_prior no_prior no_streaming; do \
+		$(PY) -m pasn_jax.main --config=configs/abaw.py:demo,$$v --workdir=runs/demo_$$v || exit 1; done
+	$(PY) -m pasn_jax.report --workdirs runs/demo/pasn runs/demo_random_prior runs/demo_no_prior \
+		runs/demo_no_streaming --names "trained prior,random prior,no prior,no streaming" --out runs/report
 
 test: $(VENV)/.dev
 	$(PY) -m pytest -q

@@ -60,6 +60,15 @@ def test_demo_script_trains_the_prior_then_pasn_on_unseen_people(demo_cache, tmp
     assert "loaded into tower 'f_expr'" in proc.stdout and "loaded into tower 'f_id'" in proc.stdout
     _check_pasn(pasn, "trained_prior")
 
+    # The README's report command (`make report`, here on the demo's PASN alone): its page and the Grad-CAM mass on
+    # the expressive parts.
+    report = subprocess.run([sys.executable, "-m", "pasn_jax.report", "--workdirs", os.path.join(runs, "pasn"),
+                             "--names", "trained prior", "--out", os.path.join(runs, "report")], cwd=REPO,
+                            env=env_with_devices(1), capture_output=True, text=True, timeout=600)
+    assert report.returncode == 0, report.stdout + report.stderr
+    with open(os.path.join(runs, "report", "figures.json")) as f:
+        assert json.load(f)["parts_mass_ratio"]["trained prior"] > 0
+
 
 @pytest.mark.ablation
 @pytest.mark.parametrize("config", ["demo,random_prior", "demo,random_prior,no_streaming", "demo,no_prior"])
