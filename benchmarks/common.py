@@ -215,7 +215,10 @@ def add_timing_arguments(parser, steps: int) -> None:
                         help="appended to XLA_FLAGS before jax starts ('' for XLA's defaults)")
     parser.add_argument("--steps", type=int, default=steps, help="calls per timed run")
     parser.add_argument("--pairs", type=int, default=5, help="timed runs of each (alternating with torch)")
-    parser.add_argument("--vs-torch", action="store_true", help="time the PyTorch reference alternately")
+    parser.add_argument("--vs-torch", action="store_true", help="time the PyTorch reference alternately (on the GPU "
+                        "when torch sees one: eager with AMP and channels_last)")
+    parser.add_argument("--torch-compile", action="store_true",
+                        help="with --vs-torch: the reference through torch.compile (the stronger anchor)")
     parser.add_argument("--quiet", type=float, default=0.1,
                         help="re-measure a round in which other processes used more than this share of the CPUs")
     parser.add_argument("--retries", type=int, default=5, help="re-measurements per round at most (10 s apart)")
@@ -274,6 +277,39 @@ def run_cases(cases: list[tuple[str, int]], args, bench: Callable) -> None:
             for dtype in args.dtype:
                 bench(backbone, size, batch, dtype, args, peak)
     print(f"done; load average now {load_average()}", flush=True)
+
+
+class TorchPlacement:
+    """Where the PyTorch reference runs: the GPU when torch sees one, else the CPU; AMP (autocast) for bfloat16,
+    `torch.compile` when asked, and a synchronising `done()` for the timer."""
+
+    def __init__(self, dtype: str, compile_model: bool = False):
+        import torch
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.dtype, self.compile_model = dtype, compile_model
+
+    def model(self, module):
+        import torch
+        module = module.to(self.device, memory_format=torch.channels_last)
+        return torch.compile(module) if self.compile_model else module
+
+    def images(self, images_nhwc: np.ndarray):
+        import torch
+        x = torch.from_numpy(np.ascontiguousarray(images_nhwc.transpose(0, 3, 1, 2)))
+        return x.to(self.device).contiguous(memory_format=torch.channels_last)
+
+    def tensor(self, array):
+        import torch
+        return torch.from_numpy(np.array(array)).to(self.device)
+
+    def autocast(self):
+        import torch
+        return torch.autocast(self.device, dtype=torch.bfloat16, enabled=self.dtype == "bfloat16")
+
+    def done(self) -> None:
+        import torch
+        if self.device == "cuda":
+            torch.cuda.synchronize()
 
 
 def random_images(batch: int, size: int, seed: int = 0) -> np.ndarray:

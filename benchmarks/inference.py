@@ -33,7 +33,7 @@ def import_torch_pasn(torch_model, variables, config) -> dict:
 
     names = ("f_expr", "f_id") if config.prior else ("backbone",)
     for name in names:
-        state = {k: v.detach().numpy() for k, v in torch_model.tower(name).state_dict().items()}
+        state = {k: v.detach().cpu().numpy() for k, v in torch_model.tower(name).state_dict().items()}
         tower = torch_import.tower_from_torch(state, towers.get_tower(variables, name), config.backbone,
                                               source=f"torch reference {name}")
         variables = towers.set_tower(variables, name, tower)
@@ -45,19 +45,20 @@ def import_torch_pasn(torch_model, variables, config) -> dict:
     return {**variables, "params": params}
 
 
-def torch_pasn(config, batch: int):
+def torch_pasn(config, batch: int, placement: common.TorchPlacement):
     """(torch model, a forward closure) of the PyTorch reference PASN, eval mode, channels_last."""
     import torch
     from benchmarks import torch_reference
 
     model = torch_reference.PASN(config.backbone, image_size=config.image_size, prior=config.prior,
-                                 streaming=config.streaming).to(memory_format=torch.channels_last).eval()
-    images = torch.from_numpy(common.random_images(batch, config.image_size).transpose(0, 3, 1, 2).copy()).contiguous(
-        memory_format=torch.channels_last)
+                                 streaming=config.streaming).eval()
+    runner = placement.model(model)
+    images = placement.images(common.random_images(batch, config.image_size))
 
     def forward():
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.dtype == "bfloat16"):
-            model(images)
+        with torch.inference_mode(), placement.autocast():
+            runner(images)
+        placement.done()
 
     return model, forward
 
@@ -68,9 +69,10 @@ def check_same_function(model, variables, torch_model, size: int) -> float:
 
     x = common.random_images(4, size, seed=1)
     ours = jax.jit(lambda v, x: model.clone(dtype=jnp.float32).apply(v, x, train=False))(variables, x)
+    device = next(torch_model.parameters()).device
     with torch.inference_mode():
-        theirs = torch_model(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()))
-    return max(float(np.max(np.abs(np.asarray(ours[k]) - theirs[k].float().numpy()))) for k in ours)
+        theirs = torch_model(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).to(device))
+    return max(float(np.max(np.abs(np.asarray(ours[k]) - theirs[k].float().cpu().numpy()))) for k in ours)
 
 
 def bench(backbone, size, batch, dtype, args, peak):
@@ -80,7 +82,7 @@ def bench(backbone, size, batch, dtype, args, peak):
     variables = jax.jit(lambda k: model.init(k, images[:1], train=False))(jax.random.key(0))
     theirs, note = None, ""
     if args.vs_torch:
-        torch_model, theirs = torch_pasn(config, batch)
+        torch_model, theirs = torch_pasn(config, batch, common.TorchPlacement(dtype, args.torch_compile))
         variables = import_torch_pasn(torch_model, variables, config)
         note = f"; same function: max |ours - torch| = {check_same_function(model, variables, torch_model, size):.1e}"
     jitted = jax.jit(lambda v, x: model.apply(v, x, train=False))

@@ -8,8 +8,9 @@ their `state_dict` keys are the ones real checkpoints use:
   whose weight is fixed at 1).
 - `ResNet`: torchvision's resnet50 layout (v1.5 Bottleneck, stride on the 3x3 conv) with an `embedding_dim`-way fc.
 - `PASN`: the whole network of paper Fig. 1 (DLN prior f_expr - f_id and the streaming / parallel heads of
-  `pasn_jax/models/streaming.py`), for the inference comparison; `heads_to_flax` gives its heads' weights in our
-  parameter tree, so the benchmark can check both compute the same function before timing them.
+  `pasn_jax/models/streaming.py`), for the inference and training-step comparisons; `heads_to_flax` gives its
+  heads' weights in our parameter tree, so the benchmark can check both compute the same function before timing
+  them, and `pasn_loss` is the paper's total loss (eq. 1-7) on a fully labelled batch.
 """
 
 import torch
@@ -224,7 +225,7 @@ class PASN(nn.Module):
 
 
 def _dense(linear: nn.Linear) -> dict:
-    return {"kernel": linear.weight.detach().numpy().T, "bias": linear.bias.detach().numpy()}
+    return {"kernel": linear.weight.detach().cpu().numpy().T, "bias": linear.bias.detach().cpu().numpy()}
 
 
 def _mlp(sequential: nn.Sequential) -> dict:
@@ -238,6 +239,31 @@ def heads_to_flax(heads: Heads) -> dict:
     if heads.streaming:
         names += ["au_to_expr", "au_expr_to_va"]
     tree = {name: _mlp(getattr(heads, name)) for name in names}
-    tree["au_predictor"] = {f"dense{i}": {"kernel": layer.kernel.detach().numpy(), "bias": layer.bias.detach().numpy()}
+    tree["au_predictor"] = {f"dense{i}": {"kernel": layer.kernel.detach().cpu().numpy(),
+                                           "bias": layer.bias.detach().cpu().numpy()}
                             for i, layer in enumerate(heads.au_predictor)}
     return tree
+
+
+def pasn_loss(outputs: dict, au, expr, va, smoothing: float = 0.9):
+    """The paper's total loss (eq. 7) of a batch where every frame has every label: AU circle loss (eq. 1) + BCE
+    (eq. 2), label-smoothed cross entropy (eq. 4), 2 - CCC_V - CCC_A (eq. 5-6); as pasn_jax/losses.py computes it."""
+    scores = outputs["au"].float()
+    positive = au.bool()
+    zeros = scores.new_zeros(scores.shape[0], 1)
+    inf = torch.tensor(float("inf"), dtype=scores.dtype)
+    neg = torch.cat([zeros, torch.where(positive, -inf, scores)], dim=1)
+    pos = torch.cat([zeros, torch.where(positive, -scores, -inf)], dim=1)
+    circle = torch.logsumexp(neg, dim=1) + torch.logsumexp(pos, dim=1)
+    bce = nn.functional.binary_cross_entropy_with_logits(scores, au.float(), reduction="none").mean(dim=1)
+    target = nn.functional.one_hot(expr, NUM_EXPRS).float()
+    target = target * smoothing + (1 - target) * (1 - smoothing) / (NUM_EXPRS - 1)
+    expr_loss = -(target * torch.log_softmax(outputs["expr"].float(), dim=1)).sum(dim=1).mean()
+
+    def ccc(x, y):
+        dx, dy = x - x.mean(), y - y.mean()
+        return 2 * (dx * dy).mean() / (dx.square().mean() + dy.square().mean() + (x.mean() - y.mean()) ** 2 + 1e-8)
+
+    pred = outputs["va"].float()
+    va_loss = 2 - ccc(pred[:, 0], va[:, 0]) - ccc(pred[:, 1], va[:, 1])
+    return (circle + bce).mean() + expr_loss + va_loss

@@ -10,14 +10,16 @@ the process's peak RSS so far.
   pasn   the product's step, pasn_jax.train.train_step (multitask loss eq. 7, SGDR, non-finite guard), on the whole
          PASN (prior: two towers; resnet50: no prior, the paper's ablation), random labels.
 
---vs-torch (tower only) builds the PyTorch reference network (benchmarks/torch_reference.py; channels_last, same
-batch, same thread count, the same loss and SGD, torch.autocast for bfloat16), imports its random weights into ours
-through pasn_jax.models.torch_import (and prints the eval-mode max |ours - torch| as a check that both are the same
-network), then times ours and torch alternately and prints ours/torch per pair and the median.
+--vs-torch builds the PyTorch reference (benchmarks/torch_reference.py; channels_last, same batch, same thread
+count, torch.autocast for bfloat16): the tower with the same loss and SGD, or the whole PASN step (f_id frozen in
+eval mode, the paper's losses eq. 1-7 by torch_reference.pasn_loss, SGD on f_expr and the heads), imports its
+random weights into ours (pasn_jax.models.torch_import; and prints max |ours - torch| of the tower's output or of
+the PASN step's loss as a check that both compute the same thing), then times ours and torch alternately and
+prints ours/torch per pair and the median.
 
   python -m benchmarks.train_step --vs-torch                      # the default cases, batch 16, float32
   python -m benchmarks.train_step --cases iresnet50@112 --batch 16 32 --dtype float32 bfloat16 --vs-torch
-  python -m benchmarks.train_step --model pasn --cases iresnet50@112 resnet50@112
+  python -m benchmarks.train_step --model pasn --cases iresnet50@112 resnet50@112 --vs-torch
 """
 
 import argparse
@@ -51,26 +53,27 @@ def tower_step(module, optimizer):
     return step
 
 
-def torch_tower(backbone: str, size: int, batch: int, dtype: str, optim_config):
+def torch_tower(backbone: str, size: int, batch: int, placement: common.TorchPlacement, optim_config):
     """(torch model, a step closure) for the PyTorch reference tower, channels_last, train mode."""
     import torch
     from benchmarks import torch_reference
 
-    model = torch_reference.build_tower(backbone, image_size=size).to(memory_format=torch.channels_last)
+    model = torch_reference.build_tower(backbone, image_size=size)
+    runner = placement.model(model)
     opt = torch.optim.SGD(model.parameters(), lr=optim_config.lr, momentum=optim_config.momentum,
                           weight_decay=optim_config.weight_decay)
-    images = torch.from_numpy(common.random_images(batch, size).transpose(0, 3, 1, 2).copy()).contiguous(
-        memory_format=torch.channels_last)
-    target = torch.zeros(batch, 512)
+    images = placement.images(common.random_images(batch, size))
+    target = placement.tensor(np.zeros((batch, 512), np.float32))
 
     def step():
         model.train()
         opt.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
-            emb = model(images)
+        with placement.autocast():
+            emb = runner(images)
         loss = torch.mean(torch.square(emb.float() - target))
         loss.backward()
         opt.step()
+        placement.done()
 
     return model, step
 
@@ -82,8 +85,9 @@ def check_same_network(module, variables, torch_model, size: int) -> float:
     x = common.random_images(4, size, seed=1)
     ours = np.asarray(jax.jit(lambda v, x: module.clone(dtype=jnp.float32).apply(v, x, train=False))(variables, x))
     torch_model.eval()
+    device = next(torch_model.parameters()).device
     with torch.no_grad():
-        theirs = torch_model(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
+        theirs = torch_model(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).to(device)).cpu().numpy()
     return float(np.max(np.abs(ours - theirs)))
 
 
@@ -95,8 +99,9 @@ def bench_tower(backbone, size, batch, dtype, args, peak):
     variables = jax.jit(lambda k: module.init(k, images[:1], train=False))(jax.random.key(0))
     torch_step, note = None, ""
     if args.vs_torch:
-        torch_model, torch_step = torch_tower(backbone, size, batch, dtype, config.optim)
-        state = {k: v.detach().numpy() for k, v in torch_model.state_dict().items()}
+        placement = common.TorchPlacement(dtype, args.torch_compile)
+        torch_model, torch_step = torch_tower(backbone, size, batch, placement, config.optim)
+        state = {k: v.detach().cpu().numpy() for k, v in torch_model.state_dict().items()}
         variables = torch_import.tower_from_torch(state, variables, backbone, source="torch reference")
         difference = check_same_network(module, variables, torch_model, size)
         note = f"; same network: eval max |ours - torch| = {difference:.1e}"
@@ -125,7 +130,39 @@ def pasn_batch(batch: int, size: int) -> dict:
             "preempt": jnp.zeros(batch, jnp.int32), "bad": jnp.zeros(batch, jnp.int32)}
 
 
+def torch_pasn_step(config, data: dict, placement: common.TorchPlacement):
+    """(torch model, a step closure, a closure giving the loss of the current weights in train mode) of the PyTorch
+    reference PASN: forward, the paper's losses, backward and SGD on f_expr and the heads (f_id frozen)."""
+    import torch
+    from benchmarks import torch_reference
+
+    m = config.model
+    model = torch_reference.PASN(m.backbone, image_size=m.image_size, prior=m.prior, streaming=m.streaming)
+    runner = placement.model(model)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(trainable, lr=config.optim.lr, momentum=config.optim.momentum,
+                          weight_decay=config.optim.weight_decay)
+    images = placement.images(np.asarray(data["image"]))
+    au, expr, va = (placement.tensor(data[k]) for k in ("au", "expr", "va"))
+
+    def loss():
+        model.train()
+        with placement.autocast():
+            outputs = runner(images)
+        return torch_reference.pasn_loss(outputs, au, expr.long(), va, config.loss.smoothing)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss().backward()
+        opt.step()
+        placement.done()
+
+    return model, step, loss
+
+
 def bench_pasn(backbone, size, batch, dtype, args, peak):
+    from benchmarks import torch_reference
+    from benchmarks.inference import import_torch_pasn
     from pasn_jax import train, train_state
     from pasn_jax.tasks import pasn as pasn_task
 
@@ -134,9 +171,27 @@ def bench_pasn(backbone, size, batch, dtype, args, peak):
     model = pasn_task.build_model(config)
     optimizer, schedule = train_state.make_optimizer(model, config, pasn_task.trainable_mask)
     variables = train_state.init_variables(model, size, jax.random.key(0))
-    state = train_state.create_train_state(variables, optimizer, jax.sharding.SingleDeviceSharding(jax.devices()[0]))
     data = pasn_batch(batch, size)
     rng = jax.random.key(1)
+    theirs, note = None, ""
+    if args.vs_torch:
+        import torch
+
+        placement = common.TorchPlacement(dtype, args.torch_compile)
+        torch_model, theirs, torch_loss = torch_pasn_step(config, data, placement)
+        variables = import_torch_pasn(torch_model, variables, config.model)
+        float_model = model.clone(dtype=jnp.float32)
+        ours_loss = jax.jit(lambda v: pasn_task.loss_fn(float_model, config)(v, data, rng)[0])(variables)
+        float32 = common.TorchPlacement("float32")
+        float32.device = placement.device
+        torch_model.train()
+        au, expr, va = (float32.tensor(data[k]) for k in ("au", "expr", "va"))
+        with torch.no_grad():
+            theirs_loss = torch_reference.pasn_loss(torch_model(float32.images(np.asarray(data["image"]))), au,
+                                                    expr.long(), va, config.loss.smoothing)
+        difference = abs(float(ours_loss) - float(theirs_loss))
+        note = (f"; same step: train-mode loss {float(ours_loss):.6f}, |ours - torch| = {difference:.1e}")
+    state = train_state.create_train_state(variables, optimizer, jax.sharding.SingleDeviceSharding(jax.devices()[0]))
     jitted = jax.jit(functools.partial(train.train_step, pasn_task.loss_fn(model, config), optimizer, schedule),
                      donate_argnums=0)
     compiled, compile_s, flops = common.compile_with_cost(jitted, state, data, rng)
@@ -147,8 +202,8 @@ def bench_pasn(backbone, size, batch, dtype, args, peak):
         metrics["loss"].block_until_ready()
 
     kind = "prior f_expr - f_id" if config.model.prior else "no prior"
-    common.report(f"{backbone}@{size} b{batch} {dtype} pasn ({kind})", ours, None, batch, flops, compile_s, peak,
-                  args, "")
+    common.report(f"{backbone}@{size} b{batch} {dtype} pasn ({kind})", ours, theirs, batch, flops, compile_s, peak,
+                  args, note)
 
 
 def main():
@@ -161,9 +216,6 @@ def main():
     args = parser.parse_args()
     try:
         cases = [common.parse_case(c) for c in args.cases]
-        if args.vs_torch and args.model != "tower":
-            raise common.BenchmarkArgumentError("--vs-torch: only with --model tower (the PyTorch reference has no "
-                                                "PASN losses; benchmarks/inference.py compares the whole PASN)")
     except common.BenchmarkArgumentError as e:
         parser.exit(2, f"error: {e}\n")
     common.run_cases(cases, args, bench_tower if args.model == "tower" else bench_pasn)

@@ -42,6 +42,16 @@ def test_train_step_against_torch_is_the_same_network():
 
 
 @pytest.mark.slow
+def test_pasn_train_step_against_torch_computes_the_same_loss():
+    out = _run(sys.executable, "-m", "benchmarks.train_step", "--model", "pasn", "--cases", "iresnet18@32", *TINY,
+               "--vs-torch").stdout
+    _assert_measured(out, 1)
+    differences = [float(d) for d in re.findall(r"train-mode loss [0-9.]+, \|ours - torch\| = ([0-9.e+-]+)", out)]
+    assert len(differences) == 1 and differences[0] <= 1e-4, out
+    assert "ours/torch per pair" in out, out
+
+
+@pytest.mark.slow
 def test_pasn_inference_against_torch_is_the_same_function():
     out = _run(sys.executable, "-m", "benchmarks.inference", "--cases", "iresnet18@32", *TINY, "--vs-torch").stdout
     _assert_measured(out, 1)
