@@ -43,8 +43,12 @@ def test_folds_ensemble_predict_submission(smoke_cache, tmp_path):
     assert [r[1] for r in rows if r[0] == "validation"] == MEMBERS
     assert [r[1] for r in rows if r[0] == "test"] == MEMBERS + ["members mean", "ensemble"]
 
-    _run(sys.executable, "-m", "pasn_jax.ensemble", "--workdirs", *members, "--mode=predict", "--out", f"{runs}/test")
     tree = os.path.join(smoke_cache, next(n for n in os.listdir(smoke_cache) if "test" in n), "tree")
+    _run(sys.executable, "-m", "pasn_jax.ensemble", "--workdirs", *members, "--mode=predict", "--out", f"{runs}/test")
+    given = _run(sys.executable, "-m", "pasn_jax.ensemble", "--workdirs", *members, "--mode=predict", "--root", tree,
+                 "--videos", os.path.join(tree, "test_videos.txt"), "--out", f"{runs}/test_given")
+    assert "6 members" in given.stdout  # the real-data form: a tree and its video list named
+    assert open(f"{runs}/test_given/predictions.csv").read() == open(f"{runs}/test/predictions.csv").read()
     written = _run(sys.executable, "-m", "pasn_jax.submission", "write", "--predictions",
                    f"{runs}/test/predictions.csv", "--out", f"{runs}/submission")
     assert "frame counts: 2 from the last predicted frame" in written.stdout
