@@ -36,7 +36,7 @@ SCORE_COLUMNS = (("au_f1", "AU F1"), ("au_tacc", "AU TAcc"), ("s_au", "S_AU"), (
                  ("expr_tacc", "EXPR TAcc"), ("s_expr", "S_EXPR"), ("ccc_v", "CCC_V"), ("ccc_a", "CCC_A"),
                  ("s_va", "S_VA"))
 CURVES = ("train/loss", "eval/s_au", "eval/s_expr", "eval/s_va")
-PARTS_FRAMES = 64  # frames whose Grad-CAM mass on the expressive parts is measured
+PARTS_FRAMES = 256  # frames whose Grad-CAM mass on the expressive parts is measured
 
 
 def read_scalars(tb_dir: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
