@@ -32,10 +32,6 @@ def cam_layer(model) -> tuple[str, ...]:
     return ("prior", "f_expr", last) if model.prior else ("backbone", last)
 
 
-def target_name(task: str, index: int) -> str:
-    return {"au": f"P({AU_NAMES[index]})", "expr": f"logit {EXPR_NAMES[index]}", "va": VA_NAMES[index]}[task]
-
-
 def _target(outputs: dict, task: str, index):
     """Per image, the output Grad-CAM explains: AU probability, expression logit, valence or arousal of its class
     index [B]. [B]"""
