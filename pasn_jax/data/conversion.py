@@ -24,7 +24,7 @@ def read_jpeg(path: str, error: type[Exception]) -> tuple[bytes, tuple[int, int]
     return data, (height, width)
 
 
-class _FrameStatistics:
+class FrameStatistics:
     """What `<split>.json` says of frame records, counted as they stream by: labelled frames per task, the
     expression histogram, AU positive rates, videos, identities and image sizes, and per video its records (the
     first's index and how many: a converter writes a video's frames together) and labelled frames per task, which
@@ -40,7 +40,7 @@ class _FrameStatistics:
         self.videos: dict[str, dict] = {}
         self.records = 0
 
-    def add(self, fields: Mapping, shape: tuple) -> None:
+    def add(self, fields: Mapping, shape: tuple | None) -> None:
         au = np.asarray(fields["au"])
         labelled = au != labels.AU_MISSING
         self.au_labelled += labelled
@@ -108,7 +108,7 @@ def write_split(out: str, split: str, records: Sequence, example: Callable[[obje
     forget_split(out, split)
     count = max(1, min(num_shards, len(records)))
     bounds = np.linspace(0, len(records), count + 1).round().astype(int)
-    statistics = _FrameStatistics() if kind == "frame" else _TripletStatistics()
+    statistics = FrameStatistics() if kind == "frame" else _TripletStatistics()
 
     def examples(start: int, stop: int):
         for i in range(start, stop):

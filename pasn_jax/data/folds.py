@@ -19,7 +19,7 @@ import sys
 import numpy as np
 
 from pasn_jax import labels
-from pasn_jax.data import shards
+from pasn_jax.data import conversion, shards
 
 NUM_FOLDS = 5
 ORIGINAL_SPLIT = -1
@@ -47,22 +47,17 @@ def read_subjects(path: str) -> dict[str, str]:
 def video_table(data_dir: str, split: str) -> dict[str, dict]:
     """{video: {first, records, au, expr, va}} of a split: its records' range and labelled frames per task, from
     `<split>.json` (shards converted before it held them: counted from the records)."""
-    metadata = shards.read_metadata(data_dir, split)
-    table = metadata.get("videos")
-    if table is not None and all(v["first"] is not None for v in table.values()):
-        return table
-    table = {}
-    source = shards.ShardSource(data_dir, split)
-    for i in range(len(source)):
-        record = source[i]
-        video = table.setdefault(record["video"], {"first": i, "records": 0, "au": 0, "expr": 0, "va": 0})
-        if video["first"] + video["records"] != i:
-            raise FoldError(f"{data_dir}/{split}.json: the records of video {record['video']} are not together; "
-                            "folds need Aff-Wild2 shards as `python -m pasn_jax.data.convert affwild2` writes them")
-        video["records"] += 1
-        video["au"] += int(np.any(record["au"] != labels.AU_MISSING))
-        video["expr"] += int(record["expr"] != labels.EXPR_MISSING)
-        video["va"] += int(np.all(record["va"] != labels.VA_MISSING))
+    table = shards.read_metadata(data_dir, split).get("videos")
+    if table is None:
+        statistics = conversion.FrameStatistics()
+        source = shards.ShardSource(data_dir, split)
+        for i in range(len(source)):
+            statistics.add(source[i], shape=None)
+        table = statistics.videos
+    apart = [video for video, entry in table.items() if entry["first"] is None]
+    if apart:
+        raise FoldError(f"{data_dir}/{split}.json: the records of video {apart[0]} are not together; folds need "
+                        "Aff-Wild2 shards as `python -m pasn_jax.data.convert affwild2` writes them")
     return table
 
 
