@@ -88,6 +88,14 @@ def _predict(model, variables, images):
             "va_pred": outputs["va"].astype(jnp.float32)}  # [B, 2]
 
 
+@functools.lru_cache(maxsize=8)
+def _mesh_predict(model, mesh):
+    """_predict jitted over the mesh, one per (network, mesh): evaluators of equal networks (an ensemble's members,
+    a member's splits) share its compilations."""
+    repl, data = parallel.replicated(mesh), parallel.batch_sharding(mesh)
+    return jax.jit(functools.partial(_predict, model), in_shardings=(repl, data), out_shardings=repl)
+
+
 class Evaluator:
     """Predicts a split on the mesh and scores it; every process runs it, process 0 writes the files."""
 
@@ -95,8 +103,7 @@ class Evaluator:
         self.model, self.config, self.data_dir, self.mesh = model, config, data_dir, mesh
         self.split = config.eval.split
         self.local_batch_size = parallel.per_process_batch_size(config.data.eval_batch_size, mesh)
-        repl, data = parallel.replicated(mesh), parallel.batch_sharding(mesh)
-        self._predict = jax.jit(functools.partial(_predict, model), in_shardings=(repl, data), out_shardings=repl)
+        self._predict = _mesh_predict(model, mesh)
 
     def predict(self, variables, source=None) -> dict:
         """All frames of the split (or of a source of frame records, e.g. predict_source's), in (video, frame)
@@ -114,12 +121,13 @@ class Evaluator:
     def run(self, variables, step: int, workdir: str | None = None) -> evaluation.EvalResult:
         """Predicts, scores, and (process 0, with a workdir) writes eval/<step>/{metrics.json,predictions.csv};
         metrics.json holds the scores, and under "chance" those of trivial predictors on the same frames."""
-        p = self.predict(variables)
+        source = folds.split_source(self.data_dir, self.split, self.config.data)
+        p = self.predict(variables, source)
         scores = metrics.abaw_metrics(p["au_prob"], p["au"], p["expr_prob"], p["expr"], p["va_pred"], p["va"])
         result = evaluation.EvalResult(step=step, split=self.split, frames=len(p["frame"]),
                                        scores={k: float(v) for k, v in scores.items()},
                                        chance=metrics.chance_metrics(p["au"], p["expr"], p["va"]),
-                                       images=self.pictures(variables, p))
+                                       images=self.pictures(variables, p, source))
         if workdir is not None and jax.process_index() == 0:
             out_dir = evaluation.eval_dir(workdir, step)
             os.makedirs(out_dir, exist_ok=True)
@@ -129,15 +137,13 @@ class Evaluator:
                                        chance=result.chance))
         return result
 
-
-    def pictures(self, variables, p: dict) -> dict:
-        """Process 0's TensorBoard images of an evaluation (config.eval.images frames; 0: none): the EXPR confusion
-        matrix and the Grad-CAM grid of those frames' predicted expressions (pasn_jax/visualize.py)."""
+    def pictures(self, variables, p: dict, source) -> dict:
+        """Process 0's TensorBoard images of an evaluation of `source`'s records (config.eval.images frames; 0:
+        none): the EXPR confusion matrix and the Grad-CAM grid of those frames' predicted expressions."""
         count = int(self.config.eval.get("images", 0))
         if not count or jax.process_index() != 0:
             return {}
         confusion = visualize.confusion_figure(visualize.confusion_matrix(p["expr_prob"], p["expr"]))
-        source = folds.split_source(self.data_dir, self.split, self.config.data)
         examples = pipeline.spread_examples(source, self.config.data.image_size, count)
         host = jax.device_get(variables)
         predicted, maps = visualize.explain_expressions(self.model, host, np.stack([e["image"] for e in examples]))
