@@ -37,6 +37,7 @@ from pasn_jax.faces.video import VideoError
 from pasn_jax.faces.weights import WeightsError
 from pasn_jax.labels import EXPR_NAMES
 from pasn_jax.predictions import PREDICTED_COLUMNS
+from pasn_jax.progress import duration
 from pasn_jax.tasks import pasn as pasn_task
 
 AFFWILD2_CROP_SIZE = 112  # side of Aff-Wild2's cropped_aligned frames
@@ -174,7 +175,7 @@ def predict_input(predictor: Predictor, source: crop.Source, video: str, writer,
         if now - last_report >= PROGRESS_SECONDS:
             last_report = now
             rate = frames_read / (now - start)
-            eta = f", ETA {crop.duration((count - frames_read) / rate)}" if count and count > frames_read else ""
+            eta = f", ETA {duration((count - frames_read) / rate)}" if count and count > frames_read else ""
             log(f"  {source.name}: {frames_read}{f'/{count}' if count else ''} frames, {rate:.1f} frames/s{eta}")
     if source.kind == "video" and frames_read == 0:
         raise VideoError(f"{source.path}: a video without frames")

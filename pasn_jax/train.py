@@ -17,7 +17,8 @@ import optax
 
 from pasn_jax import (checkpointing, config_checks, evaluation, faults, parallel, preemption, tasks, train_state,
                       workdir_config)
-from pasn_jax.train_log import Logger, MetricsWindow, duration
+from pasn_jax.progress import duration
+from pasn_jax.train_log import Logger, MetricsWindow
 
 
 class NonFiniteLossError(RuntimeError):

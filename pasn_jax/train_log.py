@@ -37,13 +37,6 @@ class Logger:
             self._writer.close()
 
 
-def duration(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 60}m{seconds % 60:02d}s"
-
-
 class MetricsWindow:
     """The step metrics since the last log line. A step's metrics are fetched from the device one step late, when the
     next step has been dispatched, so that the host never waits for the step in flight. The metrics named in

@@ -173,10 +173,11 @@ def _example(record: FrameRecord) -> tuple[dict, tuple[int, int]]:
             "va": record.va}, shape
 
 
-def convert(root: str, out: str, *, num_shards: int = 8, source: str | None = None) -> dict:
-    """Converts the labelled splits of an Aff-Wild2 tree (labelled_splits) to shards in `out`; returns
-    {split: metadata}. The source defaults
-    to 'synthetic' when the tree carries the generator's marker file, else 'affwild2'."""
+def convert(root: str, out: str, *, num_shards: int = 8, source: str | None = None, workers: int = 0,
+            progress_every: float = conversion.PROGRESS_SECONDS) -> dict:
+    """Converts the labelled splits of an Aff-Wild2 tree (labelled_splits) to shards in `out`, reading images in
+    `workers` processes (0: this one); returns {split: metadata}. The source defaults to 'synthetic' when the tree
+    carries the generator's marker file, else 'affwild2'."""
     if num_shards < 1:
         raise AffWild2Error(f"--num-shards must be >= 1, got {num_shards}")
     check_tree(root)
@@ -188,7 +189,8 @@ def convert(root: str, out: str, *, num_shards: int = 8, source: str | None = No
         counts = {"label_lines": read.label_lines, "frames_without_image": read.frames_without_image,
                   "images_without_label": read.images_without_label}
         result[split] = conversion.write_split(out, split, read.records, _example, num_shards=num_shards,
-                                               source=source, counts=counts)
+                                               source=source, counts=counts, workers=workers,
+                                               progress_every=progress_every)
     return result
 
 

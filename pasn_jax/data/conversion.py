@@ -3,6 +3,7 @@ shares. Shards are written under temporary names and renamed; `<split>.json` is 
 an interrupted conversion never leaves a folder that claims the split is whole."""
 
 import glob
+import multiprocessing
 import os
 from collections.abc import Callable, Mapping, Sequence
 
@@ -10,6 +11,7 @@ import numpy as np
 import simplejpeg
 
 from pasn_jax import labels
+from pasn_jax.progress import PROGRESS_SECONDS, Progress
 from pasn_jax.data import shards
 
 
@@ -88,6 +90,20 @@ class _TripletStatistics:
         return {"triplet_types": {f"{k}_class": n for k, n in self.types.items()}}
 
 
+WORKER_WINDOW = 1024  # records handed to the worker pool at a time: memory stays bounded
+
+
+def _examples_in_order(records: Sequence, start: int, stop: int, example: Callable, pool):
+    """example(records[i]) for i in [start, stop), in order: in this process, or in `pool`'s worker processes
+    (a window at a time, since a pool takes all the work it is given at once)."""
+    if pool is None:
+        yield from (example(records[i]) for i in range(start, stop))
+        return
+    for first in range(start, stop, WORKER_WINDOW):
+        window = [records[i] for i in range(first, min(stop, first + WORKER_WINDOW))]
+        yield from pool.imap(example, window, chunksize=max(1, len(window) // (4 * pool._processes)))
+
+
 def forget_split(out: str, split: str) -> None:
     """Removes `<split>.json` from `out`: from here on the folder does not claim the split is whole (converters
     call it before reading their input, so that a failed conversion never leaves an earlier one's claim)."""
@@ -97,38 +113,56 @@ def forget_split(out: str, split: str) -> None:
 
 
 def write_split(out: str, split: str, records: Sequence, example: Callable[[object], tuple[Mapping, tuple]], *,
-                num_shards: int, source: str, counts: Mapping, kind: str = "frame") -> dict:
+                num_shards: int, source: str, counts: Mapping, kind: str = "frame", workers: int = 0,
+                progress_every: float = PROGRESS_SECONDS) -> dict:
     """Writes `records` in order as `<split>-*-of-*.tfrecord` (+ index) into `out`, then `<split>.json`; returns
     that metadata. `records` is read by index, one at a time (it may load each lazily: memory stays bounded).
     `example(record)` gives a record's shard fields (frames: image, video, frame, au, expr, va, identity; triplets:
-    images, triplet_type, key; `source` is added) and its image's (height, width). The metadata holds the
+    images, triplet_type, key; `source` is added) and its image's (height, width), or None to leave the record out
+(e.g. a frame where no face is found: counted as `records_left_out`). The metadata holds the
     statistics of the records and `counts` (the reader's own tallies, e.g. lines skipped). Stale shards of an
-    earlier conversion are removed; a failed one leaves no `<split>.json` and no temporary files."""
+    earlier conversion are removed; a failed one leaves no `<split>.json` and no temporary files. With `workers` > 0,
+`example` runs in that many spawned processes (it and the records must pickle: a module-level function); the
+shards are the same. Progress with an ETA goes to stderr every `progress_every` seconds."""
     os.makedirs(out, exist_ok=True)
     forget_split(out, split)
     count = max(1, min(num_shards, len(records)))
     bounds = np.linspace(0, len(records), count + 1).round().astype(int)
     statistics = FrameStatistics() if kind == "frame" else _TripletStatistics()
+    progress = Progress(f"{os.path.basename(os.path.normpath(out))}/{split}", len(records), every=progress_every)
 
-    def examples(start: int, stop: int):
-        for i in range(start, stop):
-            fields, shape = example(records[i])
+    skipped = 0
+
+    def examples(start: int, stop: int, pool):
+        nonlocal skipped
+        for result in _examples_in_order(records, start, stop, example, pool):
+            progress.step()
+            if result is None:
+                skipped += 1
+                continue
+            fields, shape = result
             statistics.add(fields, shape)
             yield {**fields, "source": source}
 
+    pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 0 and len(records) > 1 else None
     try:
         entries = [shards.write_shard(os.path.join(out, shards.shard_name(split, i, count)),
-                                      examples(bounds[i], bounds[i + 1]), kind) for i in range(count)]
+                                      examples(bounds[i], bounds[i + 1], pool), kind) for i in range(count)]
     except BaseException:  # an interrupted shard leaves its temporaries: remove them
         for partial in glob.glob(os.path.join(out, f"{split}-*-of-*.tfrecord*.tmp")):
             os.remove(partial)
         raise
+    finally:
+        if pool is not None:
+            pool.terminate()
+    progress.finish()
     keep = {e["file"] for e in entries} | {e["index"] for e in entries}
     for stale in glob.glob(os.path.join(out, f"{split}-*-of-*.tfrecord*")):
         if os.path.basename(stale) not in keep:
             os.remove(stale)
     metadata = {"format_version": shards.FORMAT_VERSION, "split": split, "record": kind, "source": source,
-                "num_records": len(records), "shards": entries, **statistics.summary(), **counts}
+                "num_records": len(records) - skipped, "records_left_out": skipped, "shards": entries,
+                **statistics.summary(), **counts}
     shards.write_metadata(out, split, metadata)
     return metadata
 

@@ -22,13 +22,14 @@ from pasn_jax.data import affwild2, fec, insightface, recordio, shards
 
 
 def _affwild2(args) -> list[str]:
-    metadata = affwild2.convert(args.root, args.out, num_shards=args.num_shards, source=args.source)
+    metadata = affwild2.convert(args.root, args.out, num_shards=args.num_shards, source=args.source,
+                                workers=args.workers)
     return [affwild2.describe(metadata[split]) for split in metadata]
 
 
 def _insightface(args) -> list[str]:
     metadata = insightface.convert_identities(args.root, args.out, num_shards=args.num_shards,
-                                              source=args.source or "recordio")
+                                              source=args.source or "recordio", workers=args.workers)
     copied = []
     for path in sorted(glob.glob(os.path.join(args.root, "*.bin"))):
         target = os.path.join(args.out, os.path.basename(path))
@@ -63,7 +64,10 @@ def main(argv=None) -> int:
     command.add_argument("--size", type=int, default=112, help="side of the face crops, px")
     command.add_argument("--skip-missing", action="store_true", help="skip (and count) triplets with a missing image")
     command.set_defaults(run=_fec, shards=4)
-    for command in commands.choices.values():
+    for name, command in commands.choices.items():
+        if name != "fec":  # FEC's face crops are cached across triplets in one process
+            command.add_argument("--workers", type=int, default=0,
+                                 help="processes that read and crop images (0: this one); the shards are the same")
         command.add_argument("--out", required=True, help="shard folder to write")
         command.add_argument("--num-shards", type=int, default=command.get_default("shards"), help="shards per split")
         command.add_argument("--source", default=None, help="source name stored in every record (default: the "

@@ -8,6 +8,7 @@ give each identity's (start, end) image records. An image's label is its identit
 key of the idx is an image.
 """
 
+import functools
 import os
 from collections.abc import Iterable, Sequence
 
@@ -184,26 +185,28 @@ class IdentityRecords(Sequence):
             self.close()
 
 
-def convert_identities(root: str, out: str, *, num_shards: int = 8, source: str = "recordio") -> dict:
+def _identity_example(rec_path: str, record: tuple[int, bytes, int]) -> tuple[dict, tuple[int, int]]:
+    identity, image, key = record
+    try:
+        height, width, _, _ = simplejpeg.decode_jpeg_header(image)
+    except ValueError:
+        raise RecordIOError(f"{rec_path}: record {key}: image is not a JPEG") from None
+    return {"image": image, "video": f"identity_{identity:06d}", "frame": key,
+            "au": [labels.AU_MISSING] * labels.NUM_AUS, "expr": labels.EXPR_MISSING,
+            "va": [labels.VA_MISSING] * labels.NUM_VA, "identity": identity}, (height, width)
+
+
+def convert_identities(root: str, out: str, *, num_shards: int = 8, source: str = "recordio",
+                       workers: int = 0) -> dict:
     """Streams the images of an insightface training set folder into the frame shards of split 'train' (video
     `identity_<k>`, frame = record key, identity k, no affect labels); returns the split's metadata."""
     if num_shards < 1:
         raise RecordIOError(f"--num-shards must be >= 1, got {num_shards}")
     conversion.forget_split(out, "train")
     records = IdentityRecords(root)
-
-    def example(record: tuple[int, bytes, int]) -> tuple[dict, tuple[int, int]]:
-        identity, image, key = record
-        try:
-            height, width, _, _ = simplejpeg.decode_jpeg_header(image)
-        except ValueError:
-            raise RecordIOError(f"{records.rec_path}: record {key}: image is not a JPEG") from None
-        return {"image": image, "video": f"identity_{identity:06d}", "frame": key,
-                "au": [labels.AU_MISSING] * labels.NUM_AUS, "expr": labels.EXPR_MISSING,
-                "va": [labels.VA_MISSING] * labels.NUM_VA, "identity": identity}, (height, width)
-
     try:
-        return conversion.write_split(out, "train", records, example, num_shards=num_shards, source=source,
-                                      counts={"num_classes": records.num_classes}, kind="frame")
+        return conversion.write_split(out, "train", records, functools.partial(_identity_example, records.rec_path),
+                                      num_shards=num_shards, source=source,
+                                      counts={"num_classes": records.num_classes}, kind="frame", workers=workers)
     finally:
         records.close()

@@ -23,6 +23,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pasn_jax.faces import align, track
 from pasn_jax.faces.video import Video, VideoError
+from pasn_jax.progress import duration
 
 IMAGES_DIR = "cropped_aligned"  # as pasn_jax.data.affwild2.IMAGES_DIR
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".gif")
@@ -113,11 +114,6 @@ def _taken(images_dir: str, name: str) -> str | None:
         return None
     pattern = re.compile(re.escape(name) + r"(_\d+)?$")
     return next((n for n in sorted(os.listdir(images_dir)) if pattern.match(n)), None)
-
-
-def duration(seconds: float) -> str:
-    seconds = round(seconds)
-    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
 
 
 def crop_source(detector, source: Source, out: str, *, size: int = 224, batch: int = 8, max_missed: int = 10,
