@@ -45,6 +45,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.fold = -1  # -1: the original train/val split; 0..4: fold k of train + val (pasn_jax/data/folds.py)
     c.data.fold_seed = 0  # draws the order of equal-sized video groups when folds are dealt
     c.data.subjects = ""  # a CSV of video,subject: one person's videos stay in one fold
+    # Mixed-source training (paper §3.4): "" = Aff-Wild2 alone; else WHERE=WEIGHT,... (pasn_jax/data/mixture.py)
+    c.data.sources = ""
+    c.data.external = ml_collections.ConfigDict()  # sizes of the synthetic external sets (synthetic:<name>)
     # --mode=predict: the frames of a cropped_aligned tree, without labels ("": the synthetic set's test videos)
     c.predict = ml_collections.ConfigDict(dict(root="", videos=""))
     c.model.prior = True

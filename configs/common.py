@@ -24,6 +24,7 @@ def base_config(task: str) -> ml_collections.ConfigDict:
     c.checkpoint_every = 1_000
     c.keep_checkpoints = 3
     c.max_nonfinite_in_a_row = 20  # consecutive non-finite losses/gradients that stop the run
+    c.init_from = ""  # a workdir: every parameter starts from its latest checkpoint (fine-tuning; fresh optimizer)
 
     c.data = ml_collections.ConfigDict()
     c.data.dir = ""  # converted shards (python -m pasn_jax.data.convert ...)

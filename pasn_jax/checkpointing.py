@@ -8,6 +8,7 @@ naming the last committed checkpoint, which it leaves intact.
 """
 
 import os
+from collections.abc import Mapping
 
 import jax
 import numpy as np
@@ -30,6 +31,20 @@ def read_variables(workdir: str, step: int | None = None) -> tuple[dict, int]:
     finally:
         ckpt.close()
     return {k: jax.tree.map(np.asarray, state[k]) for k in ("params", "batch_stats")}, step
+
+
+def variables_like(workdir: str, abstract: Mapping) -> tuple[dict, int]:
+    """(variables, step) of a workdir's latest checkpoint, checked against `abstract` (shapes of the variables a
+    model expects: {'params', 'batch_stats'}): a missing or extra leaf, or one of another shape, is a ValueError
+    naming it (the workdir was trained with another model)."""
+    variables, step = read_variables(workdir)
+    want = {jax.tree_util.keystr(p): leaf.shape for p, leaf in jax.tree_util.tree_leaves_with_path(abstract)}
+    have = {jax.tree_util.keystr(p): np.shape(leaf) for p, leaf in jax.tree_util.tree_leaves_with_path(variables)}
+    for key in sorted(set(want) | set(have)):
+        if want.get(key) != have.get(key):
+            raise ValueError(f"config.init_from: {workdir} (step {step}) holds another model: {key} is "
+                             f"{have.get(key, 'absent')} there, this config's model needs {want.get(key, 'none')}")
+    return jax.tree.map(lambda leaf, like: np.asarray(leaf, like.dtype), variables, abstract), step
 
 
 class CheckpointError(RuntimeError):

@@ -22,7 +22,10 @@ _RESUMABLE_KEYS = ("num_steps", "log_every", "eval_every", "checkpoint_every", "
 # Keys added to the config after workdirs were made: a saved config without one had this value (when the current
 # config has the key).
 _ADDED_KEYS = {"task": "pasn", "data.skip_bad_records": False, "optim.name": "sgd", "data.fold": -1,
-               "data.fold_seed": 0, "data.subjects": ""}
+               "data.fold_seed": 0, "data.subjects": "", "data.sources": "", "init_from": ""}
+# Groups of keys added later that matter only when another added key says so (the synthetic external sets are read
+# only when data.sources names them): a saved config without them had the current values.
+_ADDED_GROUPS = ("data.external.",)
 
 
 class IncompatibleWorkdirError(ValueError):
@@ -46,7 +49,8 @@ def check(workdir: str, config: ml_collections.ConfigDict, write: bool = True) -
     current = _flatten(json.loads(config.to_json()))
     if os.path.exists(path):
         with open(path) as f:
-            saved = {k: v for k, v in _ADDED_KEYS.items() if k in current} | _flatten(json.load(f))
+            saved = ({k: v for k, v in _ADDED_KEYS.items() if k in current}
+                     | {k: v for k, v in current.items() if k.startswith(_ADDED_GROUPS)} | _flatten(json.load(f)))
         differ = sorted(k for k in set(saved) | set(current)
                         if saved.get(k) != current.get(k) and not k.startswith(_RESUMABLE_KEYS))
         if differ:

@@ -1,16 +1,31 @@
-"""Which shards a config reads: converted Aff-Wild2 in `data.dir`, or the synthetic Aff-Wild2 rendered on first use."""
+"""Which shards a config reads: converted Aff-Wild2 in `data.dir`, or the synthetic Aff-Wild2 rendered on first use;
+and for training, the mixture of sources `data.sources` names (pasn_jax/data/mixture.py)."""
 
 import os
+from collections.abc import Callable
 
 import jax
 from jax.experimental import multihost_utils
 
-from pasn_jax.data.synthetic.prepare import prepare_synthetic
+from pasn_jax.data import mixture, shards
+from pasn_jax.data.synthetic import prepare
 
 NO_DATA_MESSAGE = (
     "config.data.dir is not set: convert Aff-Wild2 with `python -m pasn_jax.data.convert affwild2 --root ROOT "
     "--out SHARDS` and pass --config.data.dir=SHARDS, or run the demo on the synthetic Aff-Wild2 instead: "
     "`python -m pasn_jax.main --config=configs/abaw.py:demo --workdir=runs/demo`")
+
+
+def _prepared_once(prepare_fn: Callable[[], str], what: str) -> str:
+    """prepare_fn() on every process: process 0 first, the others after it (they then find its cache, or, on hosts
+    without a shared file system, prepare their own copy)."""
+    if jax.process_index() == 0:
+        out = prepare_fn()
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(f"pasn_jax: {what} prepared")
+    if jax.process_index() != 0:
+        out = prepare_fn()
+    return out
 
 
 def resolve_data_dir(data_config) -> str:
@@ -24,13 +39,7 @@ def resolve_data_dir(data_config) -> str:
         kwargs = dict(videos=s.videos, frames=s.frames, size=s.size, seed=s.seed, num_shards=s.num_shards,
                       test_videos=s.get("test_videos", 0))
         cache_dir = os.path.expanduser(s.cache_dir)
-        if jax.process_index() == 0:
-            out = prepare_synthetic(cache_dir, **kwargs)
-        if jax.process_count() > 1:
-            multihost_utils.sync_global_devices("pasn_jax: synthetic Aff-Wild2 prepared")
-        if jax.process_index() != 0:
-            out = prepare_synthetic(cache_dir, **kwargs)
-        return out
+        return _prepared_once(lambda: prepare.prepare_synthetic(cache_dir, **kwargs), "synthetic Aff-Wild2")
     if data_config.source != "shards":
         raise ValueError(f"config.data.source: expected 'shards' or 'synthetic', got {data_config.source!r}")
     if not data_config.dir:
@@ -38,3 +47,30 @@ def resolve_data_dir(data_config) -> str:
     if not os.path.isdir(data_config.dir):
         raise ValueError(f"config.data.dir: {data_config.dir} is not a folder of converted shards")
     return data_config.dir
+
+
+def train_source(data_config, own):
+    """What training draws from: `own` (this config's Aff-Wild2 training records) alone when `data.sources` is
+    empty, else the mixture it lists (a synthetic external set is rendered and converted on first use)."""
+    entries = mixture.parse_sources(data_config.get("sources", ""))
+    if not entries:
+        return own
+    sources = []
+    for entry in entries:
+        if entry.where == mixture.OWN:
+            sources.append(own)
+        elif entry.where.startswith(mixture.SYNTHETIC_PREFIX):
+            name = entry.where[len(mixture.SYNTHETIC_PREFIX):]
+            if name not in prepare.EXTERNAL_SETS:
+                raise mixture.MixtureError(f"config.data.sources: {entry.where}: expected one of "
+                                           f"{', '.join(mixture.SYNTHETIC_PREFIX + n for n in prepare.EXTERNAL_SETS)}")
+            options = dict(data_config.external.get(name, {}))
+            cache_dir = os.path.expanduser(data_config.synthetic.cache_dir)
+            folder = _prepared_once(lambda: prepare.EXTERNAL_SETS[name](cache_dir, **options), f"synthetic {name}")
+            sources.append(shards.ShardSource(folder, "train"))
+        else:
+            if not os.path.isfile(os.path.join(entry.where, "train.json")):
+                raise mixture.MixtureError(f"config.data.sources: {entry.where}: not a folder of converted shards "
+                                           "with a train split (train.json missing)")
+            sources.append(shards.ShardSource(entry.where, "train"))
+    return mixture.Mixture(sources, [e.weight for e in entries], [e.where for e in entries])

@@ -17,7 +17,7 @@ import jax
 import numpy as np
 from absl import flags
 
-from pasn_jax.data import pipeline, shards
+from pasn_jax.data import mixture, pipeline, shards
 
 _ENDLESS = 1 << 62  # batches in the stream
 _READ = grain.ReadOptions(num_threads=2, prefetch_buffer_size=4)  # batches, drawn by reader threads
@@ -57,10 +57,16 @@ class TrainBatches(grain.MapDataset):
         size = len(self._source)
         return int(_permutation(self._seed, position // size, size)[position % size])
 
+    def record(self, position: int):
+        """The record at a stream position: of the one source, or of a mixture's (pasn_jax/data/mixture.py)."""
+        if isinstance(self._source, mixture.Mixture):
+            return self._source.record(self._seed, position)
+        return self._source[self.record_key(position)]
+
     def __getitem__(self, k):
         if isinstance(k, slice):
             return self.slice(k)
-        examples = [self._transform.random_map(self._source[self.record_key(q)], np.random.default_rng([self._seed, q]))
+        examples = [self._transform.random_map(self.record(q), np.random.default_rng([self._seed, q]))
                     for q in self.positions(int(k)).tolist()]
         return pipeline.stack(examples)
 
@@ -70,7 +76,7 @@ def train_stream(source, transform: grain.transforms.RandomMap, *, batch_size: i
     """An endless iterator over this process's batches of `batch_size` (its share of global batches of
     batch_size * shard_count) of a random-access source of records, starting at batch `start`; worker_count -1
     picks auto_worker_count()."""
-    if len(source) == 0:
+    if not isinstance(source, mixture.Mixture) and len(source) == 0:
         raise shards.ShardError(f"{source!r}: no records to train on")
     batches = TrainBatches(source, transform, seed=seed, global_batch=batch_size * shard_count,
                            shard_index=shard_index, shard_count=shard_count)
@@ -87,7 +93,8 @@ def train_dataset(data_dir: str, *, batch_size: int, image_size: int, seed: int,
                   start: int = 0, worker_count: int = 0, shard_index: int = 0, shard_count: int = 1,
                   skip_bad: bool = False, source=None):
     """Augmented train batches of frame records (pipeline.TrainTransform) from batch `start`: of `source` when given
-    (e.g. a fold's videos, pasn_jax/data/folds.py), else of the split's shards."""
+    (e.g. a fold's videos, pasn_jax/data/folds.py, or a mixture of sources, pasn_jax/data/mixture.py), else of the
+    split's shards."""
     transform = pipeline.TrainTransform(image_size, pipeline.augment_options(augment), skip_bad)
     source = shards.ShardSource(data_dir, split) if source is None else source
     return train_stream(source, transform, batch_size=batch_size, seed=seed, start=start,

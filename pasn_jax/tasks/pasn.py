@@ -13,7 +13,7 @@ import numpy as np
 
 from pasn_jax import evaluation, losses, metrics, parallel, predictions, tower_weights, visualize
 from pasn_jax.data import folds, frames_tree, pipeline, train_stream
-from pasn_jax.data.source import resolve_data_dir
+from pasn_jax.data.source import resolve_data_dir, train_source
 from pasn_jax.data.synthetic import prepare, tree
 from pasn_jax.models import pasn, towers
 
@@ -53,7 +53,8 @@ def train_batches(config, data_dir: str, *, batch_size: int, seed: int, start: i
                                       augment=config.data.augment, start=start, worker_count=worker_count,
                                       shard_index=shard_index, shard_count=shard_count,
                                       skip_bad=config.data.skip_bad_records,
-                                      source=folds.split_source(data_dir, "train", config.data))
+                                      source=train_source(config.data,
+                                                          folds.split_source(data_dir, "train", config.data)))
 
 
 def initial_variables(model, config, rng, data_dir: str, mesh) -> tuple[dict, str]:

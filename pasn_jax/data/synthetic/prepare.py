@@ -105,3 +105,8 @@ def prepare_triplets(cache_dir: str, *, people: int, images: int, test_people: i
         return lines
 
     return os.path.join(_cached(cache_dir, name, tuple(triplets.CSV_FILES), build, "FEC triplets"), SHARDS_DIR)
+
+
+# The synthetic external sets `config.data.sources` can name as synthetic:<name> (pasn_jax/data/mixture.py):
+# name -> prepare function (cache_dir, **config.data.external.<name>) -> shards folder with a train split.
+EXTERNAL_SETS: dict[str, Callable[..., str]] = {}
