@@ -14,6 +14,8 @@ Variants, selected as `configs/abaw.py:VARIANT`:
   folds         an ensemble member on the synthetic Aff-Wild2 (launch/folds.sh trains six): the demo's network with a
                 random prior, 500 steps, and 16 test videos of people in no fold, which the ensemble is scored on.
                   launch/folds.sh runs/folds --config=configs/abaw.py:folds
+  scarce_expr   the folds variant on a synthetic Aff-Wild2 whose EXPR labels are left on 20% of the training videos:
+                the pseudo-label and external-data experiments (README, "External data and pseudo labels").
   smoke         seconds; a tiny synthetic set and network, for tests.
                   python -m pasn_jax.main --config=configs/abaw.py:smoke --workdir=/tmp/smoke
   no_prior      the paper's "w/o prior model" ablation: one ResNet-50 tower instead of f_expr - f_id.
@@ -31,7 +33,7 @@ import ml_collections
 
 from configs import common
 
-VARIANTS = ("demo", "smoke", "no_prior", "no_streaming", "random_prior", "folds")
+VARIANTS = ("demo", "smoke", "no_prior", "no_streaming", "random_prior", "folds", "scarce_expr")
 DEMO_RUNS = "runs/demo"  # where `make demo` keeps its three stages' workdirs (face_id, dln, pasn)
 
 
@@ -41,7 +43,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     c = common.base_config("pasn")
     c.data.synthetic = ml_collections.ConfigDict(dict(
-        cache_dir="~/.cache/pasn_jax", videos=64, frames=150, size=112, seed=0, num_shards=4, test_videos=0))
+        cache_dir="~/.cache/pasn_jax", videos=64, frames=150, size=112, seed=0, num_shards=4, test_videos=0,
+        expr_keep=1.0))  # expr_keep < 1: only that share of training videos keeps EXPR labels (pseudo labels)
     c.data.fold = -1  # -1: the original train/val split; 0..4: fold k of train + val (pasn_jax/data/folds.py)
     c.data.fold_seed = 0  # draws the order of equal-sized video groups when folds are dealt
     c.data.subjects = ""  # a CSV of video,subject: one person's videos stay in one fold
@@ -65,10 +68,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.model.backbone = "resnet50"
     if "no_streaming" in variants:
         c.model.streaming = False
-    if "demo" in variants or "folds" in variants:
-        _demo(c, trained_prior="random_prior" not in variants and "folds" not in variants)
-    if "folds" in variants:
+    if "demo" in variants or "folds" in variants or "scarce_expr" in variants:
+        _demo(c, trained_prior="random_prior" not in variants and "folds" not in variants
+              and "scarce_expr" not in variants)
+    if "folds" in variants or "scarce_expr" in variants:
         _folds(c)
+    if "scarce_expr" in variants:
+        c.data.synthetic.expr_keep = 0.2
     if "smoke" in variants:
         _smoke(c)
     return c

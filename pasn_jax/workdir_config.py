@@ -22,7 +22,8 @@ _RESUMABLE_KEYS = ("num_steps", "log_every", "eval_every", "checkpoint_every", "
 # Keys added to the config after workdirs were made: a saved config without one had this value (when the current
 # config has the key).
 _ADDED_KEYS = {"task": "pasn", "data.skip_bad_records": False, "optim.name": "sgd", "data.fold": -1,
-               "data.fold_seed": 0, "data.subjects": "", "data.sources": "", "init_from": ""}
+               "data.fold_seed": 0, "data.subjects": "", "data.sources": "", "init_from": "",
+               "data.synthetic.expr_keep": 1.0}
 # Groups of keys added later that matter only when another added key says so (the synthetic external sets are read
 # only when data.sources names them): a saved config without them had the current values.
 _ADDED_GROUPS = ("data.external.",)

@@ -37,7 +37,7 @@ def resolve_data_dir(data_config) -> str:
     if data_config.source == "synthetic":
         s = data_config.synthetic
         kwargs = dict(videos=s.videos, frames=s.frames, size=s.size, seed=s.seed, num_shards=s.num_shards,
-                      test_videos=s.get("test_videos", 0))
+                      test_videos=s.get("test_videos", 0), expr_keep=s.get("expr_keep", 1.0))
         cache_dir = os.path.expanduser(s.cache_dir)
         return _prepared_once(lambda: prepare.prepare_synthetic(cache_dir, **kwargs), "synthetic Aff-Wild2")
     if data_config.source != "shards":

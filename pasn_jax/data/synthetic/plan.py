@@ -124,9 +124,11 @@ def _run(rng: np.random.Generator, num_frames: int, length_range) -> np.ndarray:
     return mask
 
 
-def plan_videos(videos: int, frames: int, seed: int, test_videos: int = 0) -> list[VideoPlan]:
+def plan_videos(videos: int, frames: int, seed: int, test_videos: int = 0, expr_keep: float = 1.0) -> list[VideoPlan]:
     """Names, splits, task sets, labels and gaps of every video (`videos` over train and val, then `test_videos`
-    more); deterministic for a seed.
+    more); deterministic for a seed. `expr_keep` < 1 keeps that share of the training videos in the EXPR set and
+    takes the others out of it (a set whose EXPR labels are scarce: the pseudo-label experiments, paper §3.4);
+    nothing else changes.
 
     Guarantees, where a split has at least two videos, one video outside some task set, one sentinel run, one
     image-less run and one image without a label line in it, and a two-person clip where it has four or more
@@ -168,7 +170,21 @@ def plan_videos(videos: int, frames: int, seed: int, test_videos: int = 0) -> li
                                          va, drawn, unannotated, faceless, extra, background_from))
         _ensure_gaps(rng, split_plans, frames)
         plans += split_plans
+    if expr_keep < 1:
+        _hide_expr(np.random.default_rng([seed, 3]), [p for p in plans if p.split == "train"], expr_keep)
     return plans
+
+
+def _hide_expr(rng: np.random.Generator, plans: list[VideoPlan], keep: float) -> None:
+    """Takes all but `keep` of the videos in the EXPR set (at least one stays) out of it."""
+    if not 0 < keep <= 1:
+        raise SyntheticError(f"expr_keep must lie in (0, 1], got {keep}")
+    holders = [p for p in plans if "expr" in p.tasks]
+    kept = max(1, round(keep * len(holders)))
+    for i in rng.permutation(len(holders))[kept:]:
+        p = holders[int(i)]
+        p.tasks = tuple(t for t in p.tasks if t != "expr")
+        del p.unannotated["expr"]
 
 
 def _ensure_gaps(rng: np.random.Generator, plans: list[VideoPlan], frames: int) -> None:

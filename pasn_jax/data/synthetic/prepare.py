@@ -45,16 +45,17 @@ def _cached(cache_dir: str, name: str, splits: tuple[str, ...], build: Callable[
 
 
 def prepare_synthetic(cache_dir: str, *, videos: int, frames: int, size: int, seed: int, num_shards: int,
-                      test_videos: int = 0) -> str:
+                      test_videos: int = 0, expr_keep: float = 1.0) -> str:
     """The synthetic Aff-Wild2 (rendered, converted; its tree kept beside the shards as `tree/`, for commands that
-    read frames from a tree): returns its shards folder. Test videos add a `test` split."""
+    read frames from a tree): returns its shards folder. Test videos add a `test` split; `expr_keep` < 1 leaves
+    EXPR labels on that share of the training videos only."""
     name = (f"synthetic-v{tree.GENERATOR_VERSION}-{videos}videos{f'+{test_videos}test' if test_videos else ''}-"
-            f"{frames}frames-{size}px-seed{seed}-{num_shards}shards")
+            f"{frames}frames-{size}px-seed{seed}-{num_shards}shards{f'-expr{expr_keep:g}' if expr_keep < 1 else ''}")
     splits = affwild2.REQUIRED_SPLITS + (("test",) if test_videos else ())
 
     def build(tmp):
         marker = tree.generate(os.path.join(tmp, TREE_DIR), videos=videos, frames=frames, size=size, seed=seed,
-                               test_videos=test_videos)
+                               test_videos=test_videos, expr_keep=expr_keep)
         metadata = affwild2.convert(os.path.join(tmp, TREE_DIR), os.path.join(tmp, SHARDS_DIR),
                                     num_shards=num_shards)
         return ([f"rendered {marker['images']} images ({videos} + {test_videos} test videos x {frames} frames, "

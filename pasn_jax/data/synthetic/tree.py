@@ -6,6 +6,7 @@ nuisances (pose, scale, translation, lighting, noise, JPEG quality); expressions
 12 AUs (plan.py); faces are drawn by face.py, frames by frames.py.
 
     python -m pasn_jax.data.synthetic --out DIR [--videos N --frames M --size PX --seed S --test-videos T]
+        [--expr-keep F]
 
 Test videos (people in neither train nor val) are labelled in Test_Set and listed, one name per line, in
 `test_videos.txt`: the list that ABAW gives with its unlabelled test set.
@@ -114,17 +115,19 @@ def new_folder(out: str):
         raise
 
 
-def generate(out: str, *, videos: int, frames: int, size: int, seed: int, test_videos: int = 0) -> dict:
-    """Renders a synthetic Aff-Wild2 tree into `out` (temporary folder, renamed at the end); returns the marker."""
+def generate(out: str, *, videos: int, frames: int, size: int, seed: int, test_videos: int = 0,
+             expr_keep: float = 1.0) -> dict:
+    """Renders a synthetic Aff-Wild2 tree into `out` (temporary folder, renamed at the end); returns the marker.
+    `expr_keep` < 1: only that share of the training videos keeps its EXPR labels (plan_videos)."""
     if size < 32:
         raise SyntheticError(f"--size must be >= 32 pixels, got {size}")
     start = time.perf_counter()
-    plans = plan_videos(videos, frames, seed, test_videos)
+    plans = plan_videos(videos, frames, seed, test_videos, expr_keep)
     with new_folder(out) as tmp:
         counts = write_tree(plans, tmp, size)
         marker = {
             "generator": "pasn_jax.data.synthetic", "version": GENERATOR_VERSION, "seed": seed, "videos": videos,
-            "frames": frames, "size": size, "test_videos": test_videos,
+            "frames": frames, "size": size, "test_videos": test_videos, "expr_keep": expr_keep,
             "splits": {s: [p.name for p in plans if p.split == s] for s in affwild2.SPLIT_SETS
                        if s in affwild2.REQUIRED_SPLITS or test_videos},
             "task_sets": {p.name: list(p.tasks) for p in plans},
@@ -143,10 +146,12 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=112, help="image side in pixels")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--test-videos", type=int, default=0, help="videos of held-out people (Test_Set)")
+    parser.add_argument("--expr-keep", type=float, default=1.0,
+                        help="share of training videos that keep their EXPR labels (the others lose them)")
     args = parser.parse_args(argv)
     try:
         marker = generate(args.out, videos=args.videos, frames=args.frames, size=args.size, seed=args.seed,
-                          test_videos=args.test_videos)
+                          test_videos=args.test_videos, expr_keep=args.expr_keep)
     except (SyntheticError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
