@@ -50,7 +50,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.subjects = ""  # a CSV of video,subject: one person's videos stay in one fold
     # Mixed-source training (paper §3.4): "" = Aff-Wild2 alone; else WHERE=WEIGHT,... (pasn_jax/data/mixture.py)
     c.data.sources = ""
-    c.data.external = ml_collections.ConfigDict()  # sizes of the synthetic external sets (synthetic:<name>)
+    c.data.external = ml_collections.ConfigDict(dict(  # the synthetic external sets (synthetic:<name>), their sizes
+        affectnet=dict(images=2000, val_images=200, size=112, seed=0),
+        bp4d=dict(subjects=8, tasks=4, frames=30, size=160, crop=112, seed=0),
+        dfew=dict(clips=100, frames=16, size=112, seed=0, fold=1)))
     # --mode=predict: the frames of a cropped_aligned tree, without labels ("": the synthetic set's test videos)
     c.predict = ml_collections.ConfigDict(dict(root="", videos=""))
     c.model.prior = True

@@ -96,3 +96,16 @@ def test_fine_tuning_on_a_mixture_starts_from_another_run(smoke_cache, smoke_run
                                   "--config.model.width=16"), check=False)
     assert refused.returncode == 1
     assert "config.init_from" in refused.stderr.strip().splitlines()[-1] and "holds another model" in refused.stderr
+
+
+def test_a_synthetic_external_set_is_rendered_converted_and_mixed(synthetic_shards, tmp_path):
+    import ml_collections
+    own = shards.ShardSource(synthetic_shards, "train")
+    config = ml_collections.ConfigDict(dict(
+        sources="affwild2=1,synthetic:affectnet=1", synthetic=dict(cache_dir=str(tmp_path)),
+        external=dict(affectnet=dict(images=24, val_images=6, size=48, seed=0))))
+    mix = train_source(config, own)
+    external = mix.sources[1]
+    assert mix.names == ["affwild2", "synthetic:affectnet"] and 0 < len(external) <= 24
+    assert {external[i]["source"] for i in range(len(external))} == {"synthetic-affectnet"}
+    assert repr(train_source(config, own).sources[1]) == repr(external)  # cached: rendered once

@@ -4,11 +4,18 @@
     python -m pasn_jax.data.convert insightface --root FOLDER --out OUT [--num-shards N]
     python -m pasn_jax.data.convert fec --csv CSV --images DIR --out OUT --split train|test [--url-map CSV]
         [--size 112] [--skip-missing]
+    python -m pasn_jax.data.convert bp4d --root ROOT --out OUT [--size 112] [--val-subjects F001,M003]
+    python -m pasn_jax.data.convert dfew --root ROOT --out OUT [--fold 1] [--frames-per-clip 16]
+    python -m pasn_jax.data.convert affectnet --root ROOT --out OUT [--size 112] [--va-range -1,-0.25]
+    (every converter but fec: [--workers N]; all: progress with an ETA on stderr, each split atomic)
 
 affwild2: Aff-Wild2 (ABAW2 layout), both splits. insightface: a face-recognition training set (train.rec, train.idx,
 property: MS1MV3, Glint360K, CASIA-WebFace...) streamed into split 'train' with identities; the verification sets
 beside it (*.bin) are copied next to the shards, where the face-identity stage evaluates on them. fec: one CSV of
-Google's FEC (expression-similarity triplets) with the images downloaded into a folder.
+Google's FEC (expression-similarity triplets) with the images downloaded into a folder. bp4d, dfew, affectnet: the
+external datasets of the paper's data augmentation (§3.4) in Aff-Wild2's label space (ARCHITECTURE.md, "Label
+conventions"): BP4D's AU occurrence (faces cropped by pasn_jax.faces), one DFEW fold's clips (splits train and test)
+and AffectNet's manually annotated images (EXPR and VA, faces cropped by their boxes).
 """
 
 import argparse
@@ -18,7 +25,7 @@ import shutil
 import sys
 import time
 
-from pasn_jax.data import affwild2, fec, insightface, recordio, shards
+from pasn_jax.data import affectnet, affwild2, bp4d, dfew, fec, insightface, recordio, shards
 
 
 def _affwild2(args) -> list[str]:
@@ -47,6 +54,32 @@ def _fec(args) -> list[str]:
     return [fec.describe(metadata)]
 
 
+def _bp4d(args) -> list[str]:
+    metadata = bp4d.convert(args.root, args.out, num_shards=args.num_shards, source=args.source, workers=args.workers,
+                            size=args.size, val_subjects=args.val_subjects)
+    return [bp4d.describe(m) for m in metadata.values()]
+
+
+def _dfew(args) -> list[str]:
+    metadata = dfew.convert(args.root, args.out, num_shards=args.num_shards, source=args.source, workers=args.workers,
+                            fold=args.fold, frames_per_clip=args.frames_per_clip)
+    return [dfew.describe(m) for m in metadata.values()]
+
+
+def _range(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO,HI (e.g. -1,-0.25), got {text!r}") from None
+    return lo, hi
+
+
+def _affectnet(args) -> list[str]:
+    metadata = affectnet.convert(args.root, args.out, num_shards=args.num_shards, source=args.source,
+                                 workers=args.workers, size=args.size, va_range=args.va_range)
+    return [affectnet.describe(m) for m in metadata.values()]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="dataset", required=True)
@@ -64,6 +97,24 @@ def main(argv=None) -> int:
     command.add_argument("--size", type=int, default=112, help="side of the face crops, px")
     command.add_argument("--skip-missing", action="store_true", help="skip (and count) triplets with a missing image")
     command.set_defaults(run=_fec, shards=4)
+    command = commands.add_parser("bp4d", help="BP4D-Spontaneous: Sequences/ frames and AUCoding/AU_OCC/ CSVs")
+    command.add_argument("--root", required=True, help="folder holding Sequences/ and AUCoding/AU_OCC/")
+    command.add_argument("--size", type=int, default=112, help="side of the aligned face crops, px")
+    command.add_argument("--val-subjects", default="", help="comma-separated subjects for a val split (else all "
+                         "train)")
+    command.set_defaults(run=_bp4d, shards=8)
+    command = commands.add_parser("dfew", help="DFEW: EmoLabel_DataSplit/ fold files and Clip/clip_224x224/ frames")
+    command.add_argument("--root", required=True, help="folder holding EmoLabel_DataSplit/ and Clip/")
+    command.add_argument("--fold", type=int, default=1, help="which of the five folds (1-5): splits train and test")
+    command.add_argument("--frames-per-clip", type=int, default=0, help="evenly spaced frames kept per clip (0: all)")
+    command.set_defaults(run=_dfew, shards=8)
+    command = commands.add_parser("affectnet", help="AffectNet: Manually_Annotated_file_lists/ and _Images/")
+    command.add_argument("--root", required=True, help="folder holding Manually_Annotated_file_lists/ and "
+                         "Manually_Annotated_Images/")
+    command.add_argument("--size", type=int, default=112, help="side of the face crops, px")
+    command.add_argument("--va-range", type=_range, default=None, help="keep VA only where both values lie in "
+                         "LO,HI (the paper: -1,-0.25)")
+    command.set_defaults(run=_affectnet, shards=8)
     for name, command in commands.choices.items():
         if name != "fec":  # FEC's face crops are cached across triplets in one process
             command.add_argument("--workers", type=int, default=0,
@@ -76,7 +127,8 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     try:
         lines = args.run(args)
-    except (affwild2.AffWild2Error, recordio.RecordIOError, fec.FECError, shards.ShardError, OSError) as e:
+    except (affwild2.AffWild2Error, recordio.RecordIOError, fec.FECError, bp4d.BP4DError, dfew.DFEWError,
+            affectnet.AffectNetError, shards.ShardError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     for line in lines:

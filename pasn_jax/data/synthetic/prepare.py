@@ -1,13 +1,17 @@
 """The cached synthetic datasets the demo and the tests train on, each rendered in its real dataset's layout and
 converted to shards once per argument set, under a cache folder: the Aff-Wild2 tree (PASN), an insightface
-identity set with a verification `.bin` (stage 1 of the prior) and FEC triplets (stage 2)."""
+identity set with a verification `.bin` (stage 1 of the prior), FEC triplets (stage 2), and the external sets of the
+paper's data augmentation (§3.4: BP4D, DFEW, AffectNet), which `config.data.sources` names as synthetic:<name>."""
 
 import os
 import shutil
 import time
 from collections.abc import Callable
 
-from pasn_jax.data import affwild2, fec, insightface
+from pasn_jax.data import affectnet, affwild2, bp4d, dfew, fec, insightface
+from pasn_jax.data.synthetic import affectnet as synthetic_affectnet
+from pasn_jax.data.synthetic import bp4d as synthetic_bp4d
+from pasn_jax.data.synthetic import dfew as synthetic_dfew
 from pasn_jax.data.synthetic import identities, tree, triplets
 
 SHARDS_DIR = "shards"
@@ -108,6 +112,53 @@ def prepare_triplets(cache_dir: str, *, people: int, images: int, test_people: i
     return os.path.join(_cached(cache_dir, name, tuple(triplets.CSV_FILES), build, "FEC triplets"), SHARDS_DIR)
 
 
+def _external(cache_dir: str, name: str, what: str, generate: Callable[[str], dict], module, convert_options: dict,
+              num_shards: int) -> str:
+    """An external set rendered by `generate(root)` in its dataset's layout and converted by `module.convert`:
+    returns its shards folder."""
+
+    def build(tmp):
+        generate(os.path.join(tmp, "tree"))
+        metadata = module.convert(os.path.join(tmp, "tree"), os.path.join(tmp, SHARDS_DIR), num_shards=num_shards,
+                                  **convert_options)
+        return [f"rendered and converted {what}"] + [module.describe(m) for m in metadata.values()]
+
+    return os.path.join(_cached(cache_dir, name, ("train",), build, what), SHARDS_DIR)
+
+
+def prepare_affectnet(cache_dir: str, *, images: int = 2000, val_images: int = 200, size: int = 112, seed: int = 0,
+                      num_shards: int = 4, va_range=None) -> str:
+    """The synthetic AffectNet (EXPR and VA of new people, one image each), converted: returns its shards folder."""
+    name = (f"synthetic-affectnet-v{tree.GENERATOR_VERSION}-{images}+{val_images}images-{size}px-seed{seed}-"
+            f"{num_shards}shards{f'-va{va_range[0]:g},{va_range[1]:g}' if va_range else ''}")
+    return _external(cache_dir, name, "AffectNet",
+                     lambda root: synthetic_affectnet.generate(root, images=images, val_images=val_images, size=size,
+                                                               seed=seed),
+                     affectnet, dict(size=size, va_range=tuple(va_range) if va_range else None), num_shards)
+
+
+def prepare_bp4d(cache_dir: str, *, subjects: int = 8, tasks: int = 4, frames: int = 30, size: int = 160,
+                 crop: int = 112, seed: int = 0, num_shards: int = 4) -> str:
+    """The synthetic BP4D (AU occurrence, whole frames; faces found and cropped at `crop` px), converted."""
+    name = (f"synthetic-bp4d-v{tree.GENERATOR_VERSION}-{subjects}x{tasks}x{frames}-{size}px-crop{crop}-seed{seed}-"
+            f"{num_shards}shards")
+    return _external(cache_dir, name, "BP4D",
+                     lambda root: synthetic_bp4d.generate(root, subjects=subjects, tasks=tasks, frames=frames,
+                                                          size=size, seed=seed),
+                     bp4d, dict(size=crop), num_shards)
+
+
+def prepare_dfew(cache_dir: str, *, clips: int = 100, frames: int = 16, size: int = 112, seed: int = 0,
+                 fold: int = 1, num_shards: int = 4) -> str:
+    """The synthetic DFEW (one expression per clip, rising from neutral), fold `fold` converted."""
+    name = (f"synthetic-dfew-v{tree.GENERATOR_VERSION}-{clips}x{frames}-{size}px-seed{seed}-fold{fold}-"
+            f"{num_shards}shards")
+    return _external(cache_dir, name, "DFEW",
+                     lambda root: synthetic_dfew.generate(root, clips=clips, frames=frames, size=size, seed=seed),
+                     dfew, dict(fold=fold), num_shards)
+
+
 # The synthetic external sets `config.data.sources` can name as synthetic:<name> (pasn_jax/data/mixture.py):
 # name -> prepare function (cache_dir, **config.data.external.<name>) -> shards folder with a train split.
-EXTERNAL_SETS: dict[str, Callable[..., str]] = {}
+EXTERNAL_SETS: dict[str, Callable[..., str]] = {"affectnet": prepare_affectnet, "bp4d": prepare_bp4d,
+                                                "dfew": prepare_dfew}
