@@ -226,3 +226,20 @@ def test_wrong_shapes_name_the_argument():
         losses.au_loss(np.zeros((4, 12)), np.zeros((4, 12)), np.ones((4, 11), bool))
     with pytest.raises(losses.LossInputError, match="va mask"):
         losses.va_loss(np.zeros((4, 2)), np.zeros((4, 2)), np.ones((4, 2), bool))
+
+
+def test_bp4d_frames_missing_au25_au26_train_only_their_ten_labelled_aus():
+    """BP4D has no AU25/AU26 (-1 per AU, not per row; pasn_jax/data/bp4d.py): on a batch mixing such frames with
+    Aff-Wild2 frames, the AU loss equals the reference over each frame's labelled AUs, the masked logits get no
+    gradient, and the masks come from the -1s of each AU (pipeline.label_arrays)."""
+    from pasn_jax.data import pipeline
+    rng = np.random.default_rng(5)
+    au = rng.integers(0, 2, (8, 12))
+    au[:4, 10:] = AU_MISSING  # four BP4D frames: AU25, AU26 unknown
+    mask = np.stack([pipeline.label_arrays({"au": a, "expr": 0, "va": [0.0, 0.0]})["au_mask"] for a in au])
+    assert mask[:4, :10].all() and not mask[:4, 10:].any() and mask[4:].all()
+    logits = rng.normal(0, 2, (8, 12)).astype(np.float32)
+    got = float(losses.au_loss(jnp.asarray(logits), jnp.asarray(au), jnp.asarray(mask)))
+    np.testing.assert_allclose(got, ref_au(logits, au, mask.astype(bool), with_bce=True), rtol=TOL)
+    grad = jax.grad(lambda x: losses.au_loss(x, jnp.asarray(au), jnp.asarray(mask)))(jnp.asarray(logits))
+    assert np.all(np.asarray(grad)[:4, 10:] == 0) and np.all(np.asarray(grad)[4:, 10:] != 0)

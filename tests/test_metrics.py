@@ -159,3 +159,16 @@ def test_chance_metrics_are_those_of_the_trivial_predictors():
     assert chance["expr_majority"]["expr_tacc"] == pytest.approx(2 / 3)
     # A constant prediction has no covariance with the labels.
     assert chance["va_mean"]["ccc_v"] == 0.0 and chance["va_mean"]["ccc_a"] == 0.0
+
+
+def test_frames_missing_some_aus_are_scored_on_the_others():
+    """BP4D-style rows (AU25, AU26 = -1, the rest labelled) count for the ten AUs they label and not for the two
+    they lack: per-AU F1 equals sklearn's over the rows labelling that AU."""
+    au_prob, au, expr_prob, expr, va_pred, va = random_split(4)
+    au[:100, 10:] = AU_MISSING
+    scores = abaw_metrics(au_prob, au, expr_prob, expr, va_pred, va)
+    for j, name in enumerate(AU_NAMES):
+        rows = au[:, j] != AU_MISSING
+        assert scores[f"au_f1_{name}"] == pytest.approx(f1_score(au[rows, j], au_prob[rows, j] >= 0.5))
+    labelled = au != AU_MISSING
+    assert scores["au_tacc"] == pytest.approx(np.mean((au_prob >= 0.5)[labelled] == (au == 1)[labelled]))
