@@ -1,7 +1,7 @@
 """Pseudo labels and the external-EXPR filter (paper §3.4, data augmentation), each written as shards that
 `config.data.sources` mixes into training (pasn_jax/data/mixture.py).
 
-    python -m pasn_jax.pseudo rules --data_dir D --out O [--min-support 20] [--min-purity 0.85]
+    python -m pasn_jax.pseudo rules --data_dir D|--workdir W --out O [--min-support 20] [--min-purity 0.85]
     python -m pasn_jax.pseudo teacher --workdir W --out O [--data_dir D] [--expr-threshold 0.9] [--au-margin 0.4]
     python -m pasn_jax.pseudo filter --workdir W --data_dir D --out O [--min-prob 0.8]
 
@@ -213,6 +213,15 @@ def filter_expr(workdir: str, data_dir: str, out: str, *, split: str = "train", 
                                           "min_prob": min_prob, "per_class": per_class})
 
 
+def _workdir_data(workdir: str) -> str:
+    """The shards a workdir's config trains on (rendered first if synthetic and not cached)."""
+    import ml_collections
+
+    from pasn_jax import workdir_config
+    from pasn_jax.data.source import resolve_data_dir
+    return resolve_data_dir(ml_collections.ConfigDict(workdir_config.read(workdir)).data)
+
+
 def _write_text(path: str, text: str) -> None:
     with open(path + ".tmp", "w") as f:
         f.write(text)
@@ -223,7 +232,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     command = commands.add_parser("rules", help="mine AU pattern -> EXPR rules; label frames with AU but no EXPR")
-    command.add_argument("--data_dir", required=True, help="converted Aff-Wild2 shards")
+    where = command.add_mutually_exclusive_group(required=True)
+    where.add_argument("--data_dir", help="converted Aff-Wild2 shards")
+    where.add_argument("--workdir", help="a PASN workdir: the shards its config trains on")
     command.add_argument("--min-support", type=int, default=20, help="labelled frames a pattern needs")
     command.add_argument("--min-purity", type=float, default=0.85, help="share of them its class needs")
     command = commands.add_parser("teacher", help="a trained workdir's confident predictions as labels")
@@ -242,8 +253,8 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     try:
         if args.command == "rules":
-            metadata = rules(args.data_dir, args.out, split=args.split, min_support=args.min_support,
-                             min_purity=args.min_purity)
+            metadata = rules(args.data_dir or _workdir_data(args.workdir), args.out, split=args.split,
+                             min_support=args.min_support, min_purity=args.min_purity)
             print(f"{metadata['rules']} rules from {metadata['mined_from_frames']} frames "
                   f"({os.path.join(args.out, 'rules.md')}); {metadata['num_records']} frames pseudo-labelled")
         elif args.command == "teacher":
