@@ -28,8 +28,9 @@ def test_quotas_are_largest_remainder_shares_of_a_block():
         mixture.quotas([1, 1e-4])
 
 
-@pytest.mark.parametrize("text, message", [("affwild2", "WHERE=WEIGHT"), ("affwild2=0", "weight > 0"),
-                                           ("a=1,b=x", "'b=x'"), ("a=1,a=2", "listed twice")])
+@pytest.mark.parametrize("text, message", [("affwild2=1,b", "every entry a weight, or none"),
+                                           ("affwild2=0", "weight > 0"), ("a=1,b=x", "'b=x'"),
+                                           ("a=1,a=2", "listed twice")])
 def test_bad_sources_entry_is_named(text, message):
     with pytest.raises(mixture.MixtureError, match=message):
         mixture.parse_sources(text)
@@ -69,6 +70,8 @@ def test_train_source_reads_folders_and_names_a_bad_one(synthetic_shards, tmp_pa
     mix = train_source(config, own)
     assert [len(s) for s in mix.sources] == [len(own), len(shards.ShardSource(synthetic_shards, "train"))]
     assert mix.quota.tolist() == [750, 250]
+    config.sources = f"affwild2,{synthetic_shards}"  # no weights: each source weighs its records
+    assert train_source(config, own).quota.tolist() == list(mixture.quotas([len(own), len(mix.sources[1])]))
     config.sources = f"affwild2=1,{tmp_path}=1"
     with pytest.raises(mixture.MixtureError, match=f"{tmp_path}: not a folder of converted shards"):
         train_source(config, own)

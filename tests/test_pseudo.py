@@ -66,14 +66,27 @@ def test_rules_command_writes_pseudo_shards(synthetic_shards, tmp_path, capsys):
     assert "| AUs | class | support | purity |" in open(f"{out}/rules.md").read()
 
 
-def test_teacher_keeps_confident_predictions_of_missing_labels_only():
-    p = {"expr": np.array([-1, -1, 3, -1]), "au": np.array([[M] * 12, [0] * 12, [M] * 12, [M] * 12]),
-         "expr_prob": np.array([[0.95] + [0.05 / 6] * 6, [0.5] * 2 + [0.0] * 5, [0.0] * 6 + [1.0],
-                                [0.0] * 6 + [1.0]]),
-         "au_prob": np.array([[0.05] * 12, [0.99] * 12, [0.95] * 11 + [0.6], [0.92] * 12])}
-    chosen = pseudo.teacher_labels(p, expr_threshold=0.9, au_margin=0.4)
-    assert chosen == {0: {"expr": 0, "au": [0] * 12}, 3: {"expr": 6, "au": [1] * 12}}
-    # frame 1: EXPR not confident, AU labelled; frame 2: EXPR labelled, one AU 0.1 from 0.5
+def _probs(e, p):
+    row = np.full(7, (1 - p) / 6)
+    row[e] = p
+    return row
+
+
+def test_teacher_keeps_each_classs_most_confident_share_of_missing_labels_only():
+    """Per predicted class the top half (share 0.5) of the frames lacking EXPR, if at least 0.45 sure; AU labels
+    only for frames without any, when every AU is 0.4 or more from 0.5."""
+    classes = [(0, 0.9), (0, 0.6), (0, 0.8), (0, 0.7), (6, 0.5), (6, 0.95), (3, 0.4), (3, 0.3), (6, 0.99)]
+    expr = np.array([-1] * 8 + [6])  # the last is labelled: never pseudo-labelled
+    au = np.full((9, 12), M)
+    au[1] = 0
+    au_prob = np.full((9, 12), 0.95)
+    au_prob[2, 5] = 0.6  # one AU 0.1 from 0.5
+    p = {"expr": expr, "au": au, "expr_prob": np.stack([_probs(e, q) for e, q in classes]), "au_prob": au_prob}
+    chosen = pseudo.teacher_labels(p, expr_share=0.5, expr_threshold=0.45, au_margin=0.4)
+    expected = {0: {"expr": 0}, 2: {"expr": 0}, 5: {"expr": 6}}
+    for i in (0, 3, 4, 5, 6, 7, 8):  # AUs: all but frame 1 (labelled) and frame 2 (not certain)
+        expected.setdefault(i, {})["au"] = [1] * 12
+    assert chosen == expected
 
 
 @pytest.mark.slow
@@ -84,7 +97,7 @@ def test_teacher_and_filter_follow_the_workdirs_predictions(smoke_run, synthetic
     workdir, _ = smoke_run
     member = ensemble.Member(workdir)
     out = str(tmp_path / "teacher")
-    assert pseudo.main(["teacher", "--workdir", workdir, "--out", out, "--expr-threshold", "0.3",
+    assert pseudo.main(["teacher", "--workdir", workdir, "--out", out, "--expr-share", "0.5",
                         "--au-margin", "0"]) == 0
     metadata = shards.read_metadata(out, "train")
     assert f"{metadata['num_records']} frames pseudo-labelled" in capsys.readouterr().out
@@ -92,11 +105,14 @@ def test_teacher_and_filter_follow_the_workdirs_predictions(smoke_run, synthetic
     index = {(v, int(f)): i for i, (v, f) in enumerate(zip(p["video"].tolist(), p["frame"].tolist()))}
     written = shards.ShardSource(out, "train")
     assert len(written) == metadata["num_records"] > 0
+    predicted = p["expr_prob"].argmax(axis=1)
+    assert metadata["pseudo_expr"] == {name: int(0.5 * np.sum((p["expr"] == -1) & (predicted == e)))
+                                       for e, name in enumerate(labels.EXPR_NAMES)}
     for i in range(len(written)):
         r = written[i]
         j = index[(r["video"], int(r["frame"]))]
         if r["expr"] != -1:
-            assert p["expr"][j] == -1 and r["expr"] == p["expr_prob"][j].argmax() and p["expr_prob"][j].max() >= 0.3
+            assert p["expr"][j] == -1 and r["expr"] == p["expr_prob"][j].argmax()
         if r["au"][0] != M:
             assert np.all(p["au"][j] == M) and r["au"].tolist() == (p["au_prob"][j] > 0.5).astype(int).tolist()
 

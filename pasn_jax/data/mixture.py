@@ -2,8 +2,10 @@
 with sampling weights, and the training stream draws each position from one of them (ARCHITECTURE.md, "Data flow").
 
     config.data.sources = "affwild2=1,synthetic:affectnet=0.5,/data/bp4d_shards=0.25"
+    config.data.sources = "affwild2,/data/pseudo_rules"
 
-Each entry is WHERE=WEIGHT. WHERE is `affwild2` (this config's own training records: Aff-Wild2's train split or a
+Each entry is WHERE=WEIGHT, or WHERE alone in every entry: then each source weighs its number of records (the
+sources concatenated). WHERE is `affwild2` (this config's own training records: Aff-Wild2's train split or a
 fold's), `synthetic:<name>` (a synthetic external set rendered and converted on first use:
 pasn_jax/data/synthetic/prepare.py, EXTERNAL_SETS), or a folder of converted shards (its `train` split). "" trains on
 `affwild2` alone.
@@ -32,27 +34,34 @@ class MixtureError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class Entry:
     where: str  # OWN, "synthetic:<name>" or a shard folder
-    weight: float
+    weight: float | None  # None: its number of records
 
 
 def parse_sources(text: str) -> list[Entry]:
-    """`data.sources` -> entries; raises MixtureError naming a malformed entry."""
+    """`data.sources` -> entries (weight None where every entry omits it); raises MixtureError naming a malformed
+    entry."""
     entries = []
     for item in (part.strip() for part in text.split(",")):
         if not item:
             continue
         where, sep, weight = item.rpartition("=")
+        if not sep:
+            entries.append(Entry(item, None))
+            continue
         try:
             value = float(weight)
         except ValueError:
             value = float("nan")
-        if not sep or not where or not value > 0 or not np.isfinite(value):
-            raise MixtureError(f"config.data.sources: entry {item!r}: expected WHERE=WEIGHT with a weight > 0 "
-                               f"(WHERE: {OWN}, {SYNTHETIC_PREFIX}<name> or a shard folder)")
+        if not where or not value > 0 or not np.isfinite(value):
+            raise MixtureError(f"config.data.sources: entry {item!r}: expected WHERE=WEIGHT with a weight > 0, or "
+                               f"WHERE alone (WHERE: {OWN}, {SYNTHETIC_PREFIX}<name> or a shard folder)")
         entries.append(Entry(where.strip(), value))
     names = [e.where for e in entries]
     if len(set(names)) != len(names):
         raise MixtureError(f"config.data.sources: a source is listed twice in {text!r}")
+    if len({e.weight is None for e in entries}) > 1:
+        raise MixtureError(f"config.data.sources: {text!r}: give every entry a weight, or none (then each source "
+                           "weighs its number of records)")
     return entries
 
 

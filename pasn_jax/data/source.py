@@ -73,4 +73,5 @@ def train_source(data_config, own):
                 raise mixture.MixtureError(f"config.data.sources: {entry.where}: not a folder of converted shards "
                                            "with a train split (train.json missing)")
             sources.append(shards.ShardSource(entry.where, "train"))
-    return mixture.Mixture(sources, [e.weight for e in entries], [e.where for e in entries])
+    weights = [len(s) if e.weight is None else e.weight for e, s in zip(entries, sources)]
+    return mixture.Mixture(sources, weights, [e.where for e in entries])
