@@ -11,8 +11,8 @@ import numpy as np
 import simplejpeg
 
 from pasn_jax import labels
-from pasn_jax.progress import PROGRESS_SECONDS, Progress
 from pasn_jax.data import shards
+from pasn_jax.progress import PROGRESS_SECONDS, Progress
 
 
 def read_jpeg(path: str, error: type[Exception]) -> tuple[bytes, tuple[int, int]]:
@@ -93,7 +93,7 @@ class _TripletStatistics:
 WORKER_WINDOW = 1024  # records handed to the worker pool at a time: memory stays bounded
 
 
-def _examples_in_order(records: Sequence, start: int, stop: int, example: Callable, pool):
+def _examples_in_order(records: Sequence, start: int, stop: int, example: Callable, pool, workers: int):
     """example(records[i]) for i in [start, stop), in order: in this process, or in `pool`'s worker processes
     (a window at a time, since a pool takes all the work it is given at once)."""
     if pool is None:
@@ -101,7 +101,7 @@ def _examples_in_order(records: Sequence, start: int, stop: int, example: Callab
         return
     for first in range(start, stop, WORKER_WINDOW):
         window = [records[i] for i in range(first, min(stop, first + WORKER_WINDOW))]
-        yield from pool.imap(example, window, chunksize=max(1, len(window) // (4 * pool._processes)))
+        yield from pool.imap(example, window, chunksize=max(1, len(window) // (4 * workers)))
 
 
 def forget_split(out: str, split: str) -> None:
@@ -118,24 +118,23 @@ def write_split(out: str, split: str, records: Sequence, example: Callable[[obje
     """Writes `records` in order as `<split>-*-of-*.tfrecord` (+ index) into `out`, then `<split>.json`; returns
     that metadata. `records` is read by index, one at a time (it may load each lazily: memory stays bounded).
     `example(record)` gives a record's shard fields (frames: image, video, frame, au, expr, va, identity; triplets:
-    images, triplet_type, key; `source` is added) and its image's (height, width), or None to leave the record out
-(e.g. a frame where no face is found: counted as `records_left_out`). The metadata holds the
-    statistics of the records and `counts` (the reader's own tallies, e.g. lines skipped). Stale shards of an
-    earlier conversion are removed; a failed one leaves no `<split>.json` and no temporary files. With `workers` > 0,
-`example` runs in that many spawned processes (it and the records must pickle: a module-level function); the
-shards are the same. Progress with an ETA goes to stderr every `progress_every` seconds."""
+    images, triplet_type, key; `source` is added) and its image's (height, width), or None to leave the record
+    out (e.g. a frame where no face is found: counted as `records_left_out`). The metadata holds the statistics of
+    the records and `counts` (the reader's own tallies, e.g. lines skipped). Stale shards of an earlier conversion
+    are removed; a failed one leaves no `<split>.json` and no temporary files. With `workers` > 0, `example` runs in
+    that many spawned processes (it and the records must pickle: a module-level function); the shards are the same.
+    Progress with an ETA goes to stderr every `progress_every` seconds."""
     os.makedirs(out, exist_ok=True)
     forget_split(out, split)
     count = max(1, min(num_shards, len(records)))
     bounds = np.linspace(0, len(records), count + 1).round().astype(int)
     statistics = FrameStatistics() if kind == "frame" else _TripletStatistics()
     progress = Progress(f"{os.path.basename(os.path.normpath(out))}/{split}", len(records), every=progress_every)
-
     skipped = 0
 
     def examples(start: int, stop: int, pool):
         nonlocal skipped
-        for result in _examples_in_order(records, start, stop, example, pool):
+        for result in _examples_in_order(records, start, stop, example, pool, workers):
             progress.step()
             if result is None:
                 skipped += 1
