@@ -91,6 +91,7 @@ def test_fine_tuning_on_a_mixture_starts_from_another_run(smoke_cache, smoke_run
                                "--config.log_every=1", "--config.eval_every=1000", "--config.optim.lr=1e-4",
                                f"--config.data.sources=affwild2=1,{synthetic_shards}=1"))
     assert f"every parameter from {source_dir} (step 200)" in proc.stdout
+    assert "training on Mixture(affwild2: " in proc.stdout and f"{synthetic_shards}: " in proc.stdout
     assert sorted(printed_losses(proc.stdout)) == [1, 2]
     tuned, start = load_state(workdir), load_state(source_dir)
     assert int(tuned.step) == 2

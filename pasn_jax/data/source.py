@@ -74,4 +74,7 @@ def train_source(data_config, own):
                                            "with a train split (train.json missing)")
             sources.append(shards.ShardSource(entry.where, "train"))
     weights = [len(s) if e.weight is None else e.weight for e, s in zip(entries, sources)]
-    return mixture.Mixture(sources, weights, [e.where for e in entries])
+    mix = mixture.Mixture(sources, weights, [e.where for e in entries])
+    if jax.process_index() == 0:
+        print(f"training on {mix!r}", flush=True)
+    return mix
