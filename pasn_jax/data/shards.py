@@ -8,7 +8,10 @@ last and names every shard with its record count and size: a shard folder withou
 
 Two kinds of record (the split's `record` in `<split>.json`; "frame" when absent):
 - frame: image (JPEG bytes), video, frame (1-based), au [12], expr, va [2], identity (the person's class index for
-  face-identity training, -1 when unknown; absent in shards written before it existed), source.
+  face-identity training, -1 when unknown; absent in shards written before it existed), source (the dataset:
+  `affwild2`, `bp4d`, `dfew`, `affectnet`, `recordio`; `synthetic` or `synthetic-<dataset>` for the generator's
+  sets; `pseudo` for pseudo labels, pasn_jax/pseudo.py). Labels follow Aff-Wild2's spaces whatever the dataset: a
+  dataset without some AU, or without a task, carries the sentinels there (per AU, not per row).
 - triplet (expression similarity, FEC): images (3 JPEGs: the two most similar faces first, the odd one out last),
   triplet_type (how many expression classes the three show: 1, 2 or 3), key (where the triplet came from, e.g.
   `train.csv:12`), source.
