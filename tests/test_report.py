@@ -124,6 +124,7 @@ def test_report_page_loads_every_image_in_a_headless_browser(smoke_run, tmp_path
     assert int(body.group(1)) == int(body.group(2)) == len(written["figures"])
 
 
+@pytest.mark.slow  # an end-to-end run (~20 s): make test stays in its budget
 def test_each_evaluation_logs_the_confusion_matrix_and_a_grad_cam_grid(smoke_cache, tmp_path):
     import glob
     import struct

@@ -71,6 +71,7 @@ def test_incompatible_workdir_is_refused(smoke_cache, smoke_run):
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == before
 
 
+@pytest.mark.slow  # an end-to-end run (~20 s): make test stays in its budget
 def test_nonfinite_steps_are_skipped_then_stop_the_run(smoke_cache, tmp_path):
     """A learning rate of 1e30 blows the parameters up after one good step; every later loss is non-finite, is
     skipped, and the 5th in a row stops the run with the last checkpoint still holding finite parameters."""
