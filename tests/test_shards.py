@@ -183,3 +183,17 @@ def test_prepare_synthetic_is_idempotent_and_atomic(tmp_path, capsys):
     assert os.path.getmtime(os.path.join(first, "train.json")) == stamp
     assert sorted(os.listdir(tmp_path)) == [name]
     assert shards.ShardSource(first, "val")[0]["source"] == "synthetic"
+
+
+def test_a_record_serialises_to_the_same_bytes_in_every_process():
+    """Protobuf maps serialise in hash order unless asked otherwise: two interpreters with different hash seeds
+    (e.g. two conversions, or a conversion's worker processes) must write the same bytes."""
+    import subprocess
+    import sys
+    code = ("import hashlib; from pasn_jax.data import shards; print(hashlib.sha256(shards.encode_example("
+            "{'image': b'x', 'video': 'v', 'frame': 1, 'au': [0] * 12, 'expr': 2, 'va': [0.5, -0.5], 'source': 's'})"
+            " + shards.encode_triplet({'images': [b'a', b'b', b'c'], 'triplet_type': 2, 'key': 'k', 'source': 's'}))"
+            ".hexdigest())")
+    digests = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                              env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in (1, 2)}
+    assert len(digests) == 1

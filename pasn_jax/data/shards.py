@@ -74,7 +74,7 @@ def encode_example(record: Mapping) -> bytes:
     feature["va"].float_list.value.extend(float(v) for v in record["va"])
     feature["identity"].int64_list.value.append(int(record.get("identity", IDENTITY_UNKNOWN)))
     feature["source"].bytes_list.value.append(record["source"].encode())
-    return example.SerializeToString()
+    return example.SerializeToString(deterministic=True)  # features in key order: the same bytes in every process
 
 
 def decode_example(data: bytes, where: str) -> dict:
@@ -108,7 +108,7 @@ def encode_triplet(record: Mapping) -> bytes:
     feature["triplet_type"].int64_list.value.append(int(record["triplet_type"]))
     feature["key"].bytes_list.value.append(record["key"].encode())
     feature["source"].bytes_list.value.append(record["source"].encode())
-    return example.SerializeToString()
+    return example.SerializeToString(deterministic=True)  # features in key order: the same bytes in every process
 
 
 def decode_triplet(data: bytes, where: str) -> dict:
