@@ -54,12 +54,18 @@ class Rule:
 
 
 def read_labels(data_dir: str, split: str) -> dict:
-    """au [N,12], expr [N], video [N], frame [N] of a split's records, in stored order."""
+    """au [N,12], expr [N], video [N], frame [N] of a split's records, in stored order (images are not kept: a real
+    split holds millions)."""
     source = shards.ShardSource(data_dir, split)
-    records = [source[i] for i in range(len(source))]
-    return {"au": np.array([r["au"] for r in records], np.int64).reshape(-1, labels.NUM_AUS),
-            "expr": np.array([r["expr"] for r in records], np.int64),
-            "video": np.array([r["video"] for r in records], str), "frame": np.array([r["frame"] for r in records])}
+    au, expr, video, frame = [], [], [], []
+    for i in range(len(source)):
+        record = source[i]
+        au.append(record["au"])
+        expr.append(record["expr"])
+        video.append(record["video"])
+        frame.append(record["frame"])
+    return {"au": np.array(au, np.int64).reshape(-1, labels.NUM_AUS), "expr": np.array(expr, np.int64),
+            "video": np.array(video, str), "frame": np.array(frame)}
 
 
 def mine_rules(au: np.ndarray, expr: np.ndarray, *, min_support: int, min_purity: float) -> list[Rule]:
