@@ -197,3 +197,18 @@ def test_a_record_serialises_to_the_same_bytes_in_every_process():
     digests = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                               env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in (1, 2)}
     assert len(digests) == 1
+
+
+def test_a_split_of_very_many_videos_keeps_no_video_table(monkeypatch):
+    """One "video" per image (AffectNet) would make `<split>.json` tens of MB: past the limit the table is left out,
+    the counts stay."""
+    from pasn_jax.data import conversion
+    monkeypatch.setattr(conversion, "VIDEO_TABLE_LIMIT", 2)
+    statistics = conversion.FrameStatistics()
+    record = {"au": [0] * 12, "expr": 1, "va": [0.0, 0.0]}
+    for name in ("a", "b"):
+        statistics.add({**record, "video": name}, (8, 8))
+    assert set(statistics.summary()["videos"]) == {"a", "b"}
+    statistics.add({**record, "video": "c"}, (8, 8))
+    summary = statistics.summary()
+    assert "videos" not in summary and summary["num_videos"] == 3 and summary["labelled"]["expr"] == 3

@@ -26,6 +26,11 @@ def read_jpeg(path: str, error: type[Exception]) -> tuple[bytes, tuple[int, int]
     return data, (height, width)
 
 
+# A split with more videos than this (AffectNet: one "video" per image) keeps no per-video table in `<split>.json`
+# (tens of MB there, read by every reader); folds, the table's only user, count such a split by a scan.
+VIDEO_TABLE_LIMIT = 100_000
+
+
 class FrameStatistics:
     """What `<split>.json` says of frame records, counted as they stream by: labelled frames per task, the
     expression histogram, AU positive rates, videos, identities and image sizes, and per video its records (the
@@ -73,7 +78,7 @@ class FrameStatistics:
             "au_positive_rate": {n: round(float(self.au_positive[i] / max(1, self.au_labelled[i])), 4)
                                  for i, n in enumerate(labels.AU_NAMES)},
             "image_sizes": {f"{h}x{w}": n for (h, w), n in sorted(self.sizes.items())},
-            "videos": self.videos,
+            **({"videos": self.videos} if len(self.videos) <= VIDEO_TABLE_LIMIT else {}),
         }
 
 

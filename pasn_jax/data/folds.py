@@ -46,7 +46,8 @@ def read_subjects(path: str) -> dict[str, str]:
 
 def video_table(data_dir: str, split: str) -> dict[str, dict]:
     """{video: {first, records, au, expr, va}} of a split: its records' range and labelled frames per task, from
-    `<split>.json` (shards converted before it held them: counted from the records)."""
+    `<split>.json` (shards converted before it held them, or with too many videos to hold it: counted from the
+    records)."""
     table = shards.read_metadata(data_dir, split).get("videos")
     if table is None:
         statistics = conversion.FrameStatistics()
