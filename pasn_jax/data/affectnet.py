@@ -35,8 +35,6 @@ import functools
 import math
 import os
 
-import numpy as np
-import simplejpeg
 from PIL import Image
 
 from pasn_jax import labels
@@ -55,7 +53,6 @@ CONTEMPT = 7
 DROPPED_CODES = {8: "none", 9: "uncertain", 10: "no_face"}  # code -> tally name
 NUM_CODES = 11
 VA_UNANNOTATED = -2.0
-JPEG_QUALITY = 95
 DEFAULT_SIZE = 112
 
 
@@ -216,9 +213,9 @@ def example(record: ImageRecord, size: int = DEFAULT_SIZE) -> tuple[dict, tuple[
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise AffectNetError(f"{record.image_path}: not a decodable image ({e}); listed at {record.where}") from None
     crop = image.resize((size, size), Image.Resampling.BILINEAR, box=(left * sx, top * sy, right * sx, bottom * sy))
-    jpeg = simplejpeg.encode_jpeg(np.ascontiguousarray(np.asarray(crop)), quality=JPEG_QUALITY, colorspace="RGB")
-    return {"image": jpeg, "video": record.video, "frame": 1, "au": (labels.AU_MISSING,) * labels.NUM_AUS,
-            "expr": record.expr, "va": record.va, "identity": -1}, (size, size)
+    return {"image": conversion.encode_crop(crop), "video": record.video, "frame": 1,
+            "au": (labels.AU_MISSING,) * labels.NUM_AUS, "expr": record.expr, "va": record.va,
+            "identity": -1}, (size, size)
 
 
 def splits_present(root: str) -> list[str]:

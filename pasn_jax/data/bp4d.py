@@ -46,7 +46,6 @@ SEQUENCES_DIR = "Sequences"
 AU_OCC_DIR = os.path.join("AUCoding", "AU_OCC")
 MARKER_FILE = "synthetic_bp4d.json"  # at the root of a tree the synthetic generator wrote
 SOURCE = "bp4d"
-JPEG_QUALITY = 95
 UNKNOWN = 9  # the AU_OCC code of a frame whose AU was not coded
 # BP4D AU number -> its index in the ABAW order, for the AUs both code (AU14 and AU17 have no ABAW counterpart).
 SHARED_AUS = {int(name[2:]): labels.AU_NAMES.index(name) for name in labels.BP4D_AUS if name in labels.AU_NAMES}
@@ -241,7 +240,7 @@ def face_crop(path: str, size: int, min_face_size: float = 20.0) -> bytes | None
         return None
     best = max(faces, key=lambda face: face.score)
     crop, _ = align.align(rgb, best.landmarks, size)
-    return simplejpeg.encode_jpeg(np.ascontiguousarray(crop), quality=JPEG_QUALITY, colorspace="RGB")
+    return conversion.encode_crop(crop)
 
 
 def example(record: FrameRecord, size: int = 112, min_face_size: float = 20.0):

@@ -15,6 +15,14 @@ from pasn_jax.data import shards
 from pasn_jax.progress import PROGRESS_SECONDS, Progress
 
 
+CROP_QUALITY = 95  # JPEG quality of the face crops converters cut out of larger images
+
+
+def encode_crop(pixels) -> bytes:
+    """A face crop (uint8 RGB pixels [H, W, 3], or a PIL image) as the JPEG a shard stores."""
+    return simplejpeg.encode_jpeg(np.ascontiguousarray(np.asarray(pixels)), quality=CROP_QUALITY, colorspace="RGB")
+
+
 def read_jpeg(path: str, error: type[Exception]) -> tuple[bytes, tuple[int, int]]:
     """The JPEG file's bytes and (height, width); `error` naming the file if it is not a JPEG image."""
     with open(path, "rb") as f:

@@ -14,8 +14,6 @@ import os
 import posixpath
 import urllib.parse
 
-import numpy as np
-import simplejpeg
 from PIL import Image
 
 from pasn_jax.data import conversion
@@ -24,7 +22,6 @@ TRIPLET_TYPES = {"ONE_CLASS_TRIPLET": 1, "TWO_CLASS_TRIPLET": 2, "THREE_CLASS_TR
 MARGINS = {1: 0.1, 2: 0.2, 3: 0.2}  # FECNet's triplet-loss margin by triplet type
 _FACE_COLUMNS = 5  # URL, left, right, top, bottom
 _FIXED_COLUMNS = 3 * _FACE_COLUMNS + 1  # three faces, then the triplet type
-JPEG_QUALITY = 95
 
 
 class FECError(ValueError):
@@ -162,8 +159,7 @@ class _Crops:
                 raise FECError(f"{self._csv}:{self._first_line[(path, box)]}: face box {box} is empty on the "
                                f"{width}x{height} image {path} (pixel box {pixels})")
             crop = image.crop(pixels).resize((self._size, self._size), Image.Resampling.BILINEAR)
-            self._ready[(path, box)] = simplejpeg.encode_jpeg(np.asarray(crop), quality=JPEG_QUALITY,
-                                                              colorspace="RGB")
+            self._ready[(path, box)] = conversion.encode_crop(crop)
 
     def faces(self, i: int, triplet: Triplet, order: list[int]) -> list[bytes]:
         """The crops of kept triplet `i`'s faces in `order` (triplets are asked for in order)."""
