@@ -161,10 +161,7 @@ def _write_report(out: str, result: dict, split: str, frames: int, vote: bool) -
           f"## Members and their ensemble ({'vote' if vote else 'mean'}) on the {split} split ({frames} frames)", "",
           *(_table(scored, mark=False) if scored else [f"The shards hold no labelled {split} split: the ensemble "
                                                        "is not scored here (predict it: --mode=predict)."]), ""]
-    tmp = os.path.join(out, f"report.md.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write("\n".join(md))
-    os.replace(tmp, os.path.join(out, "report.md"))
+    evaluation.write_text(os.path.join(out, "report.md"), "\n".join(md))
     tmp = os.path.join(out, f"report.csv.tmp-{os.getpid()}")
     with open(tmp, "w", newline="") as f:
         w = csv.writer(f)

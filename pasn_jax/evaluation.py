@@ -53,9 +53,14 @@ def predict_split(predict: Callable, variables, batches: Iterable[dict], mesh, h
     return {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
 
 
-def write_json(path: str, obj) -> None:
-    """Writes `obj` as JSON under a temporary name, then renames it into place."""
+def write_text(path: str, text: str) -> None:
+    """Writes `text` under a temporary name, then renames it into place: a reader never sees half a file."""
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
+        f.write(text)
     os.replace(tmp, path)
+
+
+def write_json(path: str, obj) -> None:
+    """Writes `obj` as JSON under a temporary name, then renames it into place."""
+    write_text(path, json.dumps(obj, indent=2))

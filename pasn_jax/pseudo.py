@@ -27,7 +27,6 @@ in the source shards), under source `pseudo`; filtered shards hold the kept fram
 import argparse
 import dataclasses
 import functools
-import json
 import os
 import sys
 import time
@@ -36,7 +35,7 @@ from collections import Counter
 import numpy as np
 import simplejpeg
 
-from pasn_jax import labels
+from pasn_jax import evaluation, labels
 from pasn_jax.data import conversion, shards
 
 PSEUDO_SOURCE = "pseudo"
@@ -145,11 +144,11 @@ def rules(data_dir: str, out: str, *, split: str = "train", min_support: int = 2
     labelled = Counter(pseudo[pseudo != labels.EXPR_MISSING].tolist())
     frames = int(np.sum(np.all(y["au"] != labels.AU_MISSING, axis=1) & (y["expr"] != labels.EXPR_MISSING)))
     os.makedirs(out, exist_ok=True)
-    _write_text(os.path.join(out, "rules.md"), rules_report(mined, frames=frames, labelled=labelled,
-                                                            min_support=min_support, min_purity=min_purity))
-    _write_text(os.path.join(out, "rules.json"), json.dumps(
-        [{"aus": r.aus(), "pattern": list(r.pattern), "expr": labels.EXPR_NAMES[r.expr], "support": r.support,
-          "purity": r.purity} for r in mined], indent=1))
+    evaluation.write_text(os.path.join(out, "rules.md"), rules_report(
+        mined, frames=frames, labelled=labelled, min_support=min_support, min_purity=min_purity))
+    evaluation.write_json(os.path.join(out, "rules.json"), [
+        {"aus": r.aus(), "pattern": list(r.pattern), "expr": labels.EXPR_NAMES[r.expr], "support": r.support,
+         "purity": r.purity} for r in mined])
     chosen = {int(i): {"expr": int(pseudo[i])} for i in np.flatnonzero(pseudo != labels.EXPR_MISSING)}
     if not chosen:
         raise ValueError(f"{data_dir} ({split}): no frame without EXPR label shows a mined pattern "
@@ -235,12 +234,6 @@ def _workdir_data(workdir: str) -> str:
     from pasn_jax import workdir_config
     from pasn_jax.data.source import resolve_data_dir
     return resolve_data_dir(ml_collections.ConfigDict(workdir_config.read(workdir)).data)
-
-
-def _write_text(path: str, text: str) -> None:
-    with open(path + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(path + ".tmp", path)
 
 
 def main(argv=None) -> int:

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 from tensorboardX.proto import event_pb2
 
-from pasn_jax import checkpointing, visualize, workdir_config
+from pasn_jax import checkpointing, evaluation, visualize, workdir_config
 from pasn_jax.data import folds, pipeline
 from pasn_jax.data.source import resolve_data_dir
 from pasn_jax.data.synthetic import frames as synthetic_frames, plan as synthetic_plan, tree as synthetic_tree
@@ -206,10 +206,7 @@ img{{max-width:100%}}</style></head>
 </body></html>
 """
     path = os.path.join(out, "index.html")
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(page)
-    os.replace(tmp, path)
+    evaluation.write_text(path, page)
     with open(os.path.join(out, "figures.json"), "w") as f:
         json.dump({"figures": figures, "parts_mass_ratio": {n: v[0] for n, v in ratios.items()}}, f, indent=1)
     return path

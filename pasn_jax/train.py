@@ -100,13 +100,13 @@ def _train_and_evaluate(config, workdir: str, request: preemption.PreemptionRequ
     ckpt = checkpointing.Checkpointer(workdir, keep=config.keep_checkpoints)
     abstract = train_state.abstract_train_state(model, optimizer, config.model.image_size, repl)
     restored = ckpt.restore_latest(abstract, logger.info)
-    if restored is None and config.get("init_from"):  # fine-tuning (paper §3.4): a fresh optimizer and schedule
-        variables, from_step = checkpointing.variables_like(
-            config.init_from, {"params": abstract.params, "batch_stats": abstract.batch_stats})
-        note = f"every parameter from {config.init_from} (step {from_step})"
-    elif restored is None:
-        variables, note = task.initial_variables(model, config, rng, data_dir, mesh)
     if restored is None:
+        if config.get("init_from"):  # fine-tuning (paper §3.4): a fresh optimizer and schedule
+            variables, from_step = checkpointing.variables_like(
+                config.init_from, {"params": abstract.params, "batch_stats": abstract.batch_stats})
+            note = f"every parameter from {config.init_from} (step {from_step})"
+        else:
+            variables, note = task.initial_variables(model, config, rng, data_dir, mesh)
         state = train_state.create_train_state(variables, optimizer, repl)
         logger.info(f"initialised {sum(x.size for x in jax.tree.leaves(state.params)):,} parameters"
                     + (f"; {note}" if note else ""))
