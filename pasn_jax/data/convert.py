@@ -6,7 +6,7 @@
         [--size 112] [--skip-missing]
     python -m pasn_jax.data.convert bp4d --root ROOT --out OUT [--size 112] [--val-subjects F001,M003]
     python -m pasn_jax.data.convert dfew --root ROOT --out OUT [--fold 1] [--frames-per-clip 16]
-    python -m pasn_jax.data.convert affectnet --root ROOT --out OUT [--size 112] [--va-range -1,-0.25]
+    python -m pasn_jax.data.convert affectnet --root ROOT --out OUT [--size 112] [--va-range=-1,-0.25]
     (every converter but fec: [--workers N]; all: progress with an ETA on stderr, each split atomic)
 
 affwild2: Aff-Wild2 (ABAW2 layout), both splits. insightface: a face-recognition training set (train.rec, train.idx,
@@ -113,7 +113,7 @@ def main(argv=None) -> int:
                          "Manually_Annotated_Images/")
     command.add_argument("--size", type=int, default=112, help="side of the face crops, px")
     command.add_argument("--va-range", type=_range, default=None, help="keep VA only where both values lie in "
-                         "LO,HI (the paper: -1,-0.25)")
+                         "LO,HI (the paper: --va-range=-1,-0.25)")
     command.set_defaults(run=_affectnet, shards=8)
     for name, command in commands.choices.items():
         if name != "fec":  # FEC's face crops are cached across triplets in one process
