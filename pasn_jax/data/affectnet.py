@@ -49,7 +49,6 @@ _NEEDED = tuple(c for c in COLUMNS if c != "facial_landmarks")
 MARKER_FILE = "synthetic_affectnet.json"  # at the root of a tree the synthetic generator wrote
 SOURCE = "affectnet"
 SYNTHETIC_SOURCE = "synthetic-affectnet"
-CONTEMPT = 7
 DROPPED_CODES = {8: "none", 9: "uncertain", 10: "no_face"}  # code -> tally name
 NUM_CODES = 11
 VA_UNANNOTATED = -2.0
