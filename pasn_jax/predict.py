@@ -1,11 +1,13 @@
 """PASN's predictions on faces in raw media: detect (MTCNN), track, align, then the trained model of a workdir.
 
-    python -m pasn_jax.predict --workdir RUN [--out predictions] [--overlay] INPUT...
+    python -m pasn_jax.predict --workdir RUN [--out predictions] [--overlay] [--detect-every 5] INPUT...
 
 INPUTs are image files, folders of images (their frames, in sorted file-name order) and video files, read as
 `python -m pasn_jax.faces crop` reads them (pasn_jax/faces/crop.py). Each face is aligned at the crop size of the
 model's training data (a cropped_aligned frame: 112 px for Aff-Wild2, data.synthetic.size for the synthetic set),
-then resized and normalised as the evaluation pipeline prepares such a frame (data.image_size).
+then resized and normalised as the evaluation pipeline prepares such a frame (data.image_size). A video's frames are
+searched in full every --detect-every (5) frames and its faces followed by O-Net in between (faces/stream.py: a face
+entering the picture is found up to 4 frames late; 1 searches every frame); images and folders are searched in full.
 
 OUT/predictions.csv has one row per face per frame in the layout of every predictions file (pasn_jax/predictions.py):
 the video (the input's name: a video file's or folder's name without extension, so that a cropped_aligned tree's
@@ -33,6 +35,7 @@ from pasn_jax import checkpointing, workdir_config
 from pasn_jax.data import pipeline
 from pasn_jax.faces import align, crop, track
 from pasn_jax.faces.detector import LANDMARK_NAMES, Detector, FaceInputError
+from pasn_jax.faces.stream import FrameDetector
 from pasn_jax.faces.video import VideoError
 from pasn_jax.faces.weights import WeightsError
 from pasn_jax.labels import EXPR_NAMES
@@ -45,6 +48,7 @@ COLUMNS = (PREDICTED_COLUMNS + ["expression", "input", "track", "status", "x1", 
            + [f"{name}_{axis}" for name in LANDMARK_NAMES for axis in "xy"])
 PROGRESS_SECONDS = 10.0
 MAX_BATCH = 64  # faces per model call
+DETECT_EVERY = 5  # a video's frames searched in full: every 5th (stream.py); faces followed in between
 
 
 def _pow2(n: int) -> int:
@@ -57,8 +61,10 @@ class Predictor:
     expression, valence, arousal."""
 
     def __init__(self, model, variables: dict, config, *, detector: Detector | None = None, batch: int = 8,
-                 step: int | None = None):
-        self.config, self.batch, self.step = config, batch, step
+                 detect_every: int = DETECT_EVERY, step: int | None = None):
+        if detect_every < 1:
+            raise FaceInputError(f"detect_every must be >= 1 frame, got {detect_every}")
+        self.config, self.batch, self.detect_every, self.step = config, batch, detect_every, step
         self.image_size = int(config.data.image_size)
         synthetic = config.data.source == "synthetic"
         self.crop_size = int(config.data.synthetic.size) if synthetic else AFFWILD2_CROP_SIZE
@@ -88,11 +94,15 @@ class Predictor:
             parts.append({k: v[:len(chunk)] for k, v in jax.device_get(self._forward(self._variables, padded)).items()})
         return {k: np.concatenate([p[k] for p in parts]) for k in ("au_prob", "expr_prob", "va_pred")}
 
-    def frames(self, stream, name: str, tracker: track.Tracker | None, video: str | None = None):
+    def frames(self, stream, name: str, tracker: track.Tracker | None, video: str | None = None, *,
+               follow: bool = False):
         """(frame number, image, records) per frame of a stream of (number, uint8 RGB image) of input `name` (video
-        `video`, by default the name); without a tracker, a face's track is its index in its frame."""
+        `video`, by default the name); without a tracker, a face's track is its index in its frame. follow: the
+        stream is a video's frames, searched in full every detect_every-th and followed in between (stream.py);
+        otherwise every image is searched in full."""
+        faces_of = FrameDetector(self.detector, self.detect_every if follow else 1)
         for chunk in crop.batched(stream, self.batch):
-            found = self.detector.detect_batch([image for _, image in chunk])
+            found = faces_of([image for _, image in chunk])
             records, inputs = [], []
             for (number, image), faces in zip(chunk, found):
                 ids = tracker.update([f.box for f in faces]) if tracker else list(range(len(faces)))
@@ -119,7 +129,8 @@ class Predictor:
         """Records of a video file's faces, frames from 1, faces tracked (raises VideoError)."""
         source = crop.Source(path, os.path.splitext(os.path.basename(path))[0], "video")
         _, stream = crop.frames(source, None)
-        return [r for _, _, rs in self.frames(stream, path, track.Tracker(), source.name) for r in rs]
+        return [r for _, _, rs in self.frames(stream, path, track.Tracker(), source.name, follow=True)
+                for r in rs]
 
 
 def training_note(config) -> str:
@@ -164,7 +175,8 @@ def predict_input(predictor: Predictor, source: crop.Source, video: str, writer,
     count, stream = crop.frames(source, warn)
     frames_read = faces = 0
     start = last_report = time.perf_counter()
-    for number, image, records in predictor.frames(stream, source.path, track.Tracker(), video):
+    for number, image, records in predictor.frames(stream, source.path, track.Tracker(), video,
+                                                     follow=source.kind == "video"):
         frames_read += 1
         faces += len(records)
         writer.writerows([row(r) for r in records] or [_empty_row(video, source.path, number, "no face")])
@@ -228,14 +240,17 @@ def main(argv=None) -> int:
     parser.add_argument("--overlay", action="store_true", help="also write OUT/overlays/<name>/<frame:05d>.jpg")
     parser.add_argument("--min-face", type=float, default=20.0, help="smallest face side searched, in pixels")
     parser.add_argument("--batch", type=int, default=8, help="frames per detector call")
+    parser.add_argument("--detect-every", type=int, default=DETECT_EVERY,
+                        help="search a video's frames in full every N frames, follow its faces in between (1: all)")
     args = parser.parse_args(argv)
-    if args.batch < 1:
-        print(f"error: need --batch >= 1, got {args.batch}", file=sys.stderr)
+    if args.batch < 1 or args.detect_every < 1:
+        print(f"error: need --batch >= 1 and --detect-every >= 1, got {args.batch}, {args.detect_every}",
+              file=sys.stderr)
         return 1
     start = time.perf_counter()
     try:
         predictor = Predictor.from_workdir(args.workdir, detector=Detector(min_face_size=args.min_face),
-                                           batch=args.batch)
+                                           batch=args.batch, detect_every=args.detect_every)
     except (FileNotFoundError, WeightsError, FaceInputError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

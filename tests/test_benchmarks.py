@@ -88,8 +88,8 @@ def test_predict_benchmark_prints_its_rate():
                "--batch", "4").stdout
     assert out.startswith("machine: "), out
     rate = re.search(r"predict 320x180, 4 frames, 4 faces, PASN iresnet18 width 16 @64 \w+ \(random demo\), "
-                     r"batch 4: ([0-9.]+) frames/s end to end", out)
-    assert rate and float(rate.group(1)) > 0, out
+                     r"batch 4: ([0-9.]+) frames/s end to end with --detect-every 5, ([0-9.]+) searching every", out)
+    assert rate and float(rate.group(1)) > 0 and float(rate.group(2)) > 0, out
 
 
 def test_model_flops_count_convolutions_and_products_forward_and_backward():

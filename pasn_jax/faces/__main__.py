@@ -24,10 +24,13 @@ def main(argv=None) -> int:
     command.add_argument("--batch", type=int, default=8, help="frames per detector call")
     command.add_argument("--max-missed", type=int, default=10, help="frames a track may miss before it ends")
     command.add_argument("--min-track", type=int, default=1, help="drop tracks with fewer frames than this")
+    command.add_argument("--detect-every", type=int, default=1, help="search a video's frames in full every N "
+                         "frames, follow its faces with O-Net in between (1, the paper's way: every frame)")
     args = parser.parse_args(argv)
-    if args.size < 16 or args.batch < 1 or args.max_missed < 0 or args.min_track < 1:
-        print(f"error: need --size >= 16, --batch >= 1, --max-missed >= 0, --min-track >= 1; got {args.size}, "
-              f"{args.batch}, {args.max_missed}, {args.min_track}", file=sys.stderr)
+    if args.size < 16 or args.batch < 1 or args.max_missed < 0 or args.min_track < 1 or args.detect_every < 1:
+        print(f"error: need --size >= 16, --batch >= 1, --max-missed >= 0, --min-track >= 1, --detect-every >= 1; "
+              f"got {args.size}, {args.batch}, {args.max_missed}, {args.min_track}, {args.detect_every}",
+              file=sys.stderr)
         return 1
     start = time.perf_counter()
     try:
@@ -37,7 +40,7 @@ def main(argv=None) -> int:
         return 1
     print(f"cropping {len(args.inputs)} input(s) to {args.out}/{crop.IMAGES_DIR} at {args.size} px", flush=True)
     summary = crop.run(detector, args.inputs, args.out, size=args.size, batch=args.batch,
-                       max_missed=args.max_missed, min_track=args.min_track,
+                       max_missed=args.max_missed, min_track=args.min_track, detect_every=args.detect_every,
                        log=lambda line: print(line, flush=True))
     results = summary["results"]
     print(f"done in {time.perf_counter() - start:.1f} s: {len(results)} input(s) read, "

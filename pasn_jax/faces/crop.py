@@ -4,11 +4,11 @@
 <name> is the file name without extension (the folder's name for a folder of images). A video's frames count in
 decode order; a folder's images are its frames, numbered by their names where all are numbers (cropped_aligned's
 00001.jpg), else in sorted file-name order (an unreadable one is reported and its number left out); a single image
-is frame 1. Faces are
-linked across frames by track.py; when an input has more than one track, each track goes to its own folder
-`<name>_<k>`, k = 1, 2, ... in order of first appearance (as Aff-Wild2 splits two-person videos into `_left` and
-`_right`). An input's folders are written under a temporary name and renamed once it is complete; an existing
-output folder of the same name is never overwritten (the input is reported and skipped).
+is frame 1. Faces are linked across frames by track.py; when an input has more than one track, each track goes to
+its own folder `<name>_<k>`, k = 1, 2, ... in order of first appearance (as Aff-Wild2 splits two-person videos into
+`_left` and `_right`). A video's frames are all searched in full unless detect_every > 1 (stream.py). An input's
+folders are written under a temporary name and renamed once it is complete; an existing output folder of the same
+name is never overwritten (the input is reported and skipped).
 """
 
 import dataclasses
@@ -22,6 +22,7 @@ import simplejpeg
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pasn_jax.faces import align, track
+from pasn_jax.faces.stream import FrameDetector
 from pasn_jax.faces.video import Video, VideoError
 from pasn_jax.progress import duration
 
@@ -117,7 +118,7 @@ def _taken(images_dir: str, name: str) -> str | None:
 
 
 def crop_source(detector, source: Source, out: str, *, size: int = 224, batch: int = 8, max_missed: int = 10,
-                min_track: int = 1, log=print) -> Result:
+                min_track: int = 1, detect_every: int = 1, log=print) -> Result:
     """Detects, tracks, aligns and writes the faces of one input; returns its counts (raises CropError)."""
     images_dir = os.path.join(out, IMAGES_DIR)
     taken = _taken(images_dir, source.name)
@@ -130,10 +131,11 @@ def crop_source(detector, source: Source, out: str, *, size: int = 224, batch: i
     tmp = os.path.join(images_dir, f".{source.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tracker, lengths = track.Tracker(max_missed=max_missed), {}
+    faces_of = FrameDetector(detector, detect_every if source.kind == "video" else 1)
     start = last_report = time.perf_counter()
     try:
         for chunk in batched(stream, batch):
-            for (number, image), faces in zip(chunk, detector.detect_batch([image for _, image in chunk])):
+            for (number, image), faces in zip(chunk, faces_of([image for _, image in chunk])):
                 result.frames += 1
                 ids = tracker.update([face.box for face in faces])
                 result.frames_with_face += bool(faces)
@@ -179,7 +181,7 @@ def batched(stream, size: int):
 
 
 def run(detector, inputs: list[str], out: str, *, size: int = 224, batch: int = 8, max_missed: int = 10,
-        min_track: int = 1, log=print) -> dict:
+        min_track: int = 1, detect_every: int = 1, log=print) -> dict:
     """crop_source over every input, going on after a bad one; returns {'results', 'errors', 'faceless'}."""
     results, errors, faceless, names = [], [], [], {}
     for number, path in enumerate(inputs, start=1):
@@ -190,7 +192,7 @@ def run(detector, inputs: list[str], out: str, *, size: int = 224, batch: int = 
             names[source.name] = path
             start = time.perf_counter()
             result = crop_source(detector, source, out, size=size, batch=batch, max_missed=max_missed,
-                                 min_track=min_track, log=log)
+                                 min_track=min_track, detect_every=detect_every, log=log)
         except (CropError, VideoError, OSError) as e:
             errors.append(path)
             log(f"error: {e}")
