@@ -7,6 +7,7 @@ Slow-marked (three trainings, minutes on 2 cores): run by CI (`make test-slow`).
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -89,3 +90,17 @@ def test_pasn_takes_both_towers_of_dln(stages):
     assert max_abs_difference(variables["params"]["prior"]["f_id"], prior["params"]["prior"]["f_id"]) == 0.0
     assert "loaded into tower 'f_expr'" in stages["pasn"][1] and "ABAW2 metrics at step 20" in stages["pasn"][1]
     assert np.isfinite(_metrics(stages["pasn"][0])["s_au"])
+
+
+def test_triplet_reference_scores_pasn_and_dln_on_the_same_triplets(stages):
+    """benchmarks/triplet_reference.py: a PASN's outputs as embeddings, and the DLN's own score equal to its eval."""
+    dln = stages["dln"][0]
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.triplet_reference", "--pasn", stages["pasn"][0],
+                           "--dln", dln, "--data-dir", os.path.join(os.path.dirname(dln), "fec_shards")],
+                          cwd=REPO, env=env_with_devices(1), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "triplet prediction accuracy on 12 test triplets" in proc.stdout, proc.stdout
+    for name in ("PASN AU probabilities", "PASN expression probabilities", "PASN AU + expression probabilities"):
+        assert re.search(re.escape(name) + r".*: all [01]\.\d{3}", proc.stdout), proc.stdout
+    mine = re.search(r"DLN embedding .*, step 10\): all ([01]\.\d{3})", proc.stdout)
+    assert mine and float(mine.group(1)) == round(_metrics(dln)["dln_triplet_accuracy"], 3), proc.stdout

@@ -1,0 +1,78 @@
+"""Reference for stage 2 of the prior: FEC triplet prediction accuracy (prior_metrics.triplet_accuracy) on held-out
+triplets (converted FEC shards, or the synthetic triplets of configs/dln.py:demo) of embeddings that are not DLN's:
+a trained PASN's AU probabilities (12-d), expression probabilities (7-d) and both, i.e. how well a model supervised
+with AU and expression labels orders expression similarity, by triplet type. With --dln, that DLN workdir's own
+score on the same triplets beside them.
+
+    python -m benchmarks.triplet_reference --pasn RUN [--dln DLN_RUN] [--data-dir FEC_SHARDS]
+"""
+
+import argparse
+
+import jax
+import ml_collections
+import numpy as np
+
+from benchmarks import common
+from configs import dln as dln_configs
+from pasn_jax import checkpointing, evaluation, parallel, prior_metrics, workdir_config
+from pasn_jax.data import triplet_pipeline
+from pasn_jax.tasks import dln as dln_task
+from pasn_jax.tasks import pasn as pasn_task
+
+
+def _scores(embeddings: np.ndarray, kinds: np.ndarray) -> dict:
+    """Accuracy over all triplets [N, 3, D] and per triplet type (1, 2, 3 classes)."""
+    out = {"all": prior_metrics.triplet_accuracy(embeddings)}
+    for kind in (1, 2, 3):
+        if (kinds == kind).any():
+            out[f"{kind}-class"] = prior_metrics.triplet_accuracy(embeddings[kinds == kind])
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pasn", required=True, help="a trained PASN workdir")
+    parser.add_argument("--dln", default="", help="a DLN workdir scored on the same triplets")
+    parser.add_argument("--data-dir", default="", help="converted FEC triplet shards (split 'test'); default: the "
+                        "synthetic triplets of configs/dln.py:demo, rendered on first use")
+    args = parser.parse_args()
+    print(f"machine: {common.machine()}")
+    data_dir = args.data_dir or dln_task.prepare_data(dln_configs.get_config("demo"))
+    mesh = parallel.make_mesh()
+    config = ml_collections.ConfigDict(workdir_config.read(args.pasn))
+    workdir_config.resolve_dtype(args.pasn, config)
+    variables, step = checkpointing.read_variables(args.pasn)
+    model = pasn_task.build_model(config)
+
+    def embed(v, images):
+        out = pasn_task._predict(model, v, images.reshape((-1,) + images.shape[2:]))
+        return {k: out[k].reshape(images.shape[:2] + (-1,)) for k in ("au_prob", "expr_prob")}
+
+    batches = triplet_pipeline.eval_triplets(data_dir, batch_size=parallel.per_process_batch_size(64, mesh),
+                                             image_size=config.data.image_size, split="test")
+    p = evaluation.predict_split(jax.jit(embed), variables, batches, mesh, ("triplet_type",))
+    kinds = p["triplet_type"]
+    rows = {f"PASN AU probabilities ({args.pasn}, step {step})": p["au_prob"],
+            "PASN expression probabilities": p["expr_prob"],
+            "PASN AU + expression probabilities": np.concatenate([p["au_prob"], p["expr_prob"]], axis=-1)}
+    print(f"triplet prediction accuracy on {len(kinds)} test triplets ({data_dir}); chance 1/3")
+    for name, embeddings in rows.items():
+        print(f"  {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in _scores(embeddings, kinds).items()))
+    if args.dln:
+        dln_config_run = ml_collections.ConfigDict(workdir_config.read(args.dln))
+        workdir_config.resolve_dtype(args.dln, dln_config_run)
+        dln_variables, dln_step = checkpointing.read_variables(args.dln)
+        dln_model = dln_task.build_model(dln_config_run)
+        embedded = jax.jit(lambda v, x: dln_model.apply(v, x.reshape((-1,) + x.shape[2:]), train=False)[
+            "embedding"].reshape(x.shape[:2] + (-1,)))
+        batches = triplet_pipeline.eval_triplets(data_dir, batch_size=parallel.per_process_batch_size(64, mesh),
+                                                 image_size=dln_config_run.data.image_size, split="test")
+        d = evaluation.predict_split(lambda v, x: {"embedding": embedded(v, x)}, dln_variables, batches, mesh,
+                                     ("triplet_type",))
+        print(f"  DLN embedding ({args.dln}, step {dln_step}): "
+              + ", ".join(f"{k} {v:.3f}" for k, v in _scores(d["embedding"], d["triplet_type"]).items()))
+
+
+if __name__ == "__main__":
+    main()
