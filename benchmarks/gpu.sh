@@ -11,7 +11,7 @@ PY=${PYTHON:-python}
 PEAK_TFLOPS=${PEAK_TFLOPS:-989}
 
 if [[ "${1:-}" == "--dry-run" ]]; then
-  CASES_TRAIN=(iresnet18@32); CASES_INFER=(iresnet18@32); BATCHES=(4 8); TIMING=(--pairs 1 --steps 1 --retries 0)
+  CASES_TRAIN=(iresnet18@32); CASES_INFER=(iresnet18@32); BATCHES=(4); TIMING=(--pairs 1 --steps 1 --retries 0)
 else
   if ! "$PY" -c "import jax, sys; sys.exit(jax.devices()[0].platform != 'gpu')" 2>/dev/null; then
     echo "benchmarks/gpu.sh: jax sees no GPU; install jax[cuda12]==0.10.2 on the GPU machine, or run with --dry-run" >&2

@@ -62,8 +62,8 @@ def test_pasn_inference_against_torch_is_the_same_function():
 @pytest.mark.slow
 def test_gpu_script_dry_run_on_the_cpu():
     out = _run("bash", "benchmarks/gpu.sh", "--dry-run").stdout
-    _assert_measured(out.split("\n", 1)[1], 6)  # 3 sections x batch 4, 8 (machine line after the first header)
-    assert out.count("MFU ") == 6, out
+    _assert_measured(out.split("\n", 1)[1], 3)  # 3 sections x batch 4 (machine line after the first header)
+    assert out.count("MFU ") == 3, out
 
 
 def test_data_benchmarks_print_their_rates():
