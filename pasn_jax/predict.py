@@ -6,8 +6,9 @@ INPUTs are image files, folders of images (their frames, in sorted file-name ord
 `python -m pasn_jax.faces crop` reads them (pasn_jax/faces/crop.py). Each face is aligned at the crop size of the
 model's training data (a cropped_aligned frame: 112 px for Aff-Wild2, data.synthetic.size for the synthetic set),
 then resized and normalised as the evaluation pipeline prepares such a frame (data.image_size). A video's frames are
-searched in full every --detect-every (5) frames and its faces followed by O-Net in between (faces/stream.py: a face
-entering the picture is found up to 4 frames late; 1 searches every frame); images and folders are searched in full.
+searched in full every --detect-every (5) frames and its faces followed by R-Net and O-Net in between
+(faces/stream.py: a face entering the picture is found up to 4 frames late; 1 searches every frame); images and
+folders are searched in full.
 
 OUT/predictions.csv has one row per face per frame in the layout of every predictions file (pasn_jax/predictions.py):
 the video (the input's name: a video file's or folder's name without extension, so that a cropped_aligned tree's

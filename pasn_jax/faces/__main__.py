@@ -25,7 +25,7 @@ def main(argv=None) -> int:
     command.add_argument("--max-missed", type=int, default=10, help="frames a track may miss before it ends")
     command.add_argument("--min-track", type=int, default=1, help="drop tracks with fewer frames than this")
     command.add_argument("--detect-every", type=int, default=1, help="search a video's frames in full every N "
-                         "frames, follow its faces with O-Net in between (1, the paper's way: every frame)")
+                         "frames, follow its faces with R-Net and O-Net in between (1, the paper's way: every frame)")
     args = parser.parse_args(argv)
     if args.size < 16 or args.batch < 1 or args.max_missed < 0 or args.min_track < 1 or args.detect_every < 1:
         print(f"error: need --size >= 16, --batch >= 1, --max-missed >= 0, --min-track >= 1, --detect-every >= 1; "
