@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 from runs import REPO, env_with_devices, run_main
 
@@ -79,3 +80,25 @@ def test_ablation_reaches_the_thresholds_on_unseen_people(config, demo_cache, tm
                      f"--config.data.synthetic.cache_dir={demo_cache}"], timeout=3600)
     print(f"{config}: {time.perf_counter() - start:.0f} s\n{proc.stdout[-3000:]}")
     _check_pasn(_last_metrics(workdir), "random_prior")
+
+
+def test_prior_seeds_script_skips_finished_runs_and_summarises_them(tmp_path):
+    """launch/prior_seeds.sh (README, "Demo results"): every run already has its metrics, so none trains (PYTHON
+    is this interpreter) and the table is mean ± sd over the seeds, computed here independently."""
+    runs, scores = tmp_path / "runs", {}
+    rng = np.random.default_rng(0)
+    for variant in ("trained", "random", "no_prior"):
+        for seed in (0, 1, 2):
+            scores[variant, seed] = [float(v) for v in rng.uniform(0.2, 0.9, 3).round(4)]
+            folder = runs / f"{variant}-s{seed}" / "eval" / "500"
+            folder.mkdir(parents=True)
+            (folder / "metrics.json").write_text(json.dumps(dict(zip(("s_au", "s_expr", "s_va"),
+                                                                      scores[variant, seed]))))
+    proc = subprocess.run(["launch/prior_seeds.sh", str(runs), str(tmp_path / "no_dln")], cwd=REPO,
+                          env=dict(os.environ, PYTHON=sys.executable), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "==" not in proc.stdout, proc.stdout  # nothing trained
+    for variant in ("trained", "random", "no_prior"):
+        values = np.array([scores[variant, s] for s in (0, 1, 2)])
+        cells = " ".join(f"{m:7.3f} ± {d:.3f}" for m, d in zip(values.mean(0), values.std(0, ddof=1)))
+        assert f"{variant:10s} {cells}" in proc.stdout, proc.stdout
