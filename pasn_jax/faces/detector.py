@@ -83,11 +83,11 @@ class Detector:
     """MTCNN with weights loaded once; `detect(image)` and `detect_batch(images)` give lists of Face, best first.
 
     thresholds: the stages' face probabilities, (0.6, 0.7, 0.8) as the mtcnn package 1.0.0 whose weights these are
-    (the original MTCNN's O-Net threshold was 0.7: on the 600 scenes of tests/test_faces.py it gave 0.027 false
-    positives per image, 0.8 gives 0.017, 0.9 0.003 at a lower recall of LFW's crops). min_face_size: the smallest
-    face side searched, in pixels (the first pyramid scale is 12 / min_face_size). scale_factor: between pyramid
-    levels, 0.79 rather than MTCNN's 0.709: on those scenes LFW's tight crops are found 0.950 of the time instead
-    of 0.925 (false positives 0.015 per image), for a search about 25% slower."""
+    (the original MTCNN's O-Net threshold was 0.7: on the 600 scenes of tests/test_faces.py, with the 0.709 pyramid,
+    it gave 0.027 false positives per image, 0.8 gives 0.017, 0.9 0.003 at a lower recall of LFW's crops).
+    min_face_size: the smallest face side searched, in pixels (the first pyramid scale is 12 / min_face_size).
+    scale_factor: between pyramid levels, 0.79 rather than MTCNN's 0.709: on those scenes LFW's tight crops are
+    found 0.950 of the time instead of 0.925 (false positives 0.015 per image), for a search about 25% slower."""
 
     def __init__(self, *, min_face_size: float = 20.0, scale_factor: float = 0.79,
                  thresholds: tuple[float, float, float] = (0.6, 0.7, 0.8), refine_landmarks: bool = True,
