@@ -6,6 +6,7 @@ median of the per-pair ratios, because the 2-core machine is shared and its spee
 """
 
 import datetime
+import json
 import os
 import platform
 import resource
@@ -224,6 +225,7 @@ def add_timing_arguments(parser, steps: int) -> None:
     parser.add_argument("--retries", type=int, default=5, help="re-measurements per round at most (10 s apart)")
     parser.add_argument("--peak-tflops", type=float, default=0.0,
                         help="the accelerator's dense peak for the MFU line (H200 bf16: 989)")
+    parser.add_argument("--json", default="", help="also append one JSON line per measured case to this file")
 
 
 def report(name: str, ours: Callable[[], None], theirs: Callable[[], None] | None, batch: int, flops: float,
@@ -241,6 +243,9 @@ def report(name: str, ours: Callable[[], None], theirs: Callable[[], None] | Non
         print(f"  MFU {gflops / (args.peak_tflops * 1e3):.1%} of {args.peak_tflops:g} TFLOP/s", flush=True)
     busy = [max(shares) for shares in zip(*others.values())]
     print(f"  other processes' CPU share per round: {fmt_ratios(busy)}", flush=True)
+    record = {"case": name, "batch": batch, "img_per_s": batch / seconds, "gflop_per_img": flops / batch / 1e9,
+              "matmul_peak_fraction": gflops / peak, "compile_s": compile_s,
+              "mfu": gflops / (args.peak_tflops * 1e3) if args.peak_tflops else None}
     if theirs is not None:
         r = ratios(times["ours"], times["torch"])
         quiet = [v for v, b in zip(r, busy) if b <= args.quiet]
@@ -248,6 +253,11 @@ def report(name: str, ours: Callable[[], None], theirs: Callable[[], None] | Non
             len(quiet) < len(r) else ""
         print(f"  torch {batch / median(times['torch']):.2f} img/s; ours/torch per pair: {fmt_ratios(r)}; "
               f"median {median(r):.2f}{quiet_note}", flush=True)
+        record.update(torch_img_per_s=batch / median(times["torch"]), ours_over_torch=median(r),
+                      torch_compiled=bool(getattr(args, "torch_compile", False)))
+    if args.json:
+        with open(args.json, "a") as f:
+            f.write(json.dumps(record) + "\n")
 
 
 def pasn_config(backbone: str, size: int, dtype: str):

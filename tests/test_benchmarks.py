@@ -3,6 +3,7 @@ same functions as ours (the check every --vs-torch run prints), and a bad case i
 asserted: these numbers only have to exist and be positive. The runs against PyTorch and the GPU script's dry run
 (which compiles six PASN steps) take minutes: they are marked slow (`make test-slow`, run by CI)."""
 
+import json
 import os
 import re
 import subprocess
@@ -17,8 +18,8 @@ IMG_S = re.compile(r": ([0-9.]+) img/s, ([0-9.]+) GFLOP/img")
 SAME = re.compile(r"max \|ours - torch\| = ([0-9.e+-]+)")
 
 
-def _run(*args, check=True):
-    env = dict(os.environ, PYTHON=sys.executable)
+def _run(*args, check=True, env=None):
+    env = dict(os.environ, PYTHON=sys.executable, **(env or {}))
     proc = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     if check:
         assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -60,10 +61,17 @@ def test_pasn_inference_against_torch_is_the_same_function():
 
 
 @pytest.mark.slow
-def test_gpu_script_dry_run_on_the_cpu():
-    out = _run("bash", "benchmarks/gpu.sh", "--dry-run").stdout
-    _assert_measured(out.split("\n", 1)[1], 3)  # 3 sections x batch 4 (machine line after the first header)
+def test_gpu_script_dry_run_on_the_cpu(tmp_path):
+    figures = tmp_path / "gpu.json"
+    out = _run("bash", "benchmarks/gpu.sh", "--dry-run", env={"OUT_JSON": str(figures)}).stdout
+    _assert_measured(out.split("\n", 1)[1], 3)  # 3 sections, one batch each (machine line after the first header)
     assert out.count("MFU ") == 3, out
+    written = json.loads(figures.read_text())  # every printed figure, one JSON
+    assert [c["batch"] for c in written["cases"]] == [8, 4, 4], written
+    assert all(c["img_per_s"] > 0 and c["mfu"] > 0 for c in written["cases"]) and "cores" in written["machine"]
+    e2e = written["end_to_end"]  # the smoke config's main run: 6 steps of batch 8, logged every 2
+    assert len(e2e["intervals_img_per_s"]) == 3 and e2e["img_per_s"] > 0 and e2e["global_batch"] == 8, e2e
+    assert e2e["fraction_of_step_only"] > 0, e2e
 
 
 def test_data_benchmarks_print_their_rates():
