@@ -239,21 +239,22 @@ def report(name: str, ours: Callable[[], None], theirs: Callable[[], None] | Non
     print(f"{name}: {batch / seconds:.2f} img/s, {flops / batch / 1e9:.2f} GFLOP/img (model), {gflops:.0f} GFLOP/s "
           f"= {gflops / peak:.2f} of the {peak:.0f} GFLOP/s matmul peak; compile {compile_s:.1f} s; "
           f"peak RSS {peak_rss_mib():.0f} MiB{note}", flush=True)
-    if args.peak_tflops:
-        print(f"  MFU {gflops / (args.peak_tflops * 1e3):.1%} of {args.peak_tflops:g} TFLOP/s", flush=True)
+    mfu = gflops / (args.peak_tflops * 1e3) if args.peak_tflops else None
+    if mfu is not None:
+        print(f"  MFU {mfu:.1%} of {args.peak_tflops:g} TFLOP/s", flush=True)
     busy = [max(shares) for shares in zip(*others.values())]
     print(f"  other processes' CPU share per round: {fmt_ratios(busy)}", flush=True)
     record = {"case": name, "batch": batch, "img_per_s": batch / seconds, "gflop_per_img": flops / batch / 1e9,
-              "matmul_peak_fraction": gflops / peak, "compile_s": compile_s,
-              "mfu": gflops / (args.peak_tflops * 1e3) if args.peak_tflops else None}
+              "matmul_peak_fraction": gflops / peak, "compile_s": compile_s, "mfu": mfu}
     if theirs is not None:
         r = ratios(times["ours"], times["torch"])
         quiet = [v for v, b in zip(r, busy) if b <= args.quiet]
         quiet_note = f"; median of the {len(quiet)} quiet rounds {median(quiet):.2f}" if quiet and \
             len(quiet) < len(r) else ""
-        print(f"  torch {batch / median(times['torch']):.2f} img/s; ours/torch per pair: {fmt_ratios(r)}; "
+        torch_img_per_s = batch / median(times["torch"])
+        print(f"  torch {torch_img_per_s:.2f} img/s; ours/torch per pair: {fmt_ratios(r)}; "
               f"median {median(r):.2f}{quiet_note}", flush=True)
-        record.update(torch_img_per_s=batch / median(times["torch"]), ours_over_torch=median(r),
+        record.update(torch_img_per_s=torch_img_per_s, ours_over_torch=median(r),
                       torch_compiled=bool(getattr(args, "torch_compile", False)))
     if args.json:
         with open(args.json, "a") as f:

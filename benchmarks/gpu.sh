@@ -48,7 +48,7 @@ echo "== end to end: python -m pasn_jax.main ${MAIN[*]}"
     --config.checkpoint_every=1000000 --config.data.synthetic.cache_dir="$WORK/cache" | tee "$WORK/main.log"
 
 "$PY" - "$WORK/cases.jsonl" "$WORK/main.log" "$OUT_JSON" <<'EOF'
-import json, re, statistics, sys
+import json, os, re, statistics, sys
 from benchmarks import common
 cases_file, log_file, out = sys.argv[1:]
 cases = [json.loads(line) for line in open(cases_file)]
@@ -63,7 +63,6 @@ if step and end_to_end["img_per_s"]:
     end_to_end["fraction_of_step_only"] = end_to_end["img_per_s"] / step[0]["img_per_s"]
 with open(out + ".tmp", "w") as f:
     json.dump({"machine": common.machine(), "cases": cases, "end_to_end": end_to_end}, f, indent=1)
-import os
 os.replace(out + ".tmp", out)
 print(f"end to end {end_to_end}; {len(cases)} cases -> {out}")
 EOF

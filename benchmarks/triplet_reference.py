@@ -30,6 +30,14 @@ def _scores(embeddings: np.ndarray, kinds: np.ndarray) -> dict:
     return out
 
 
+def _trained(workdir: str, task):
+    """(config, model, variables, step) of a workdir's latest checkpoint, built by `task` (a tasks module)."""
+    config = ml_collections.ConfigDict(workdir_config.read(workdir))
+    workdir_config.resolve_dtype(workdir, config)
+    variables, step = checkpointing.read_variables(workdir)
+    return config, task.build_model(config), variables, step
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pasn", required=True, help="a trained PASN workdir")
@@ -40,13 +48,10 @@ def main():
     print(f"machine: {common.machine()}")
     data_dir = args.data_dir or dln_task.prepare_data(dln_configs.get_config("demo"))
     mesh = parallel.make_mesh()
-    config = ml_collections.ConfigDict(workdir_config.read(args.pasn))
-    workdir_config.resolve_dtype(args.pasn, config)
-    variables, step = checkpointing.read_variables(args.pasn)
-    model = pasn_task.build_model(config)
+    config, model, variables, step = _trained(args.pasn, pasn_task)
 
     def embed(v, images):
-        out = pasn_task._predict(model, v, images.reshape((-1,) + images.shape[2:]))
+        out = pasn_task._predict(model, v, dln_task._faces(images))
         return {k: out[k].reshape(images.shape[:2] + (-1,)) for k in ("au_prob", "expr_prob")}
 
     batches = triplet_pipeline.eval_triplets(data_dir, batch_size=parallel.per_process_batch_size(64, mesh),
@@ -59,19 +64,14 @@ def main():
     print(f"triplet prediction accuracy on {len(kinds)} test triplets ({data_dir}); chance 1/3")
     for name, embeddings in rows.items():
         print(f"  {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in _scores(embeddings, kinds).items()))
-    if args.dln:
-        dln_config_run = ml_collections.ConfigDict(workdir_config.read(args.dln))
-        workdir_config.resolve_dtype(args.dln, dln_config_run)
-        dln_variables, dln_step = checkpointing.read_variables(args.dln)
-        dln_model = dln_task.build_model(dln_config_run)
-        embedded = jax.jit(lambda v, x: dln_model.apply(v, x.reshape((-1,) + x.shape[2:]), train=False)[
-            "embedding"].reshape(x.shape[:2] + (-1,)))
-        batches = triplet_pipeline.eval_triplets(data_dir, batch_size=parallel.per_process_batch_size(64, mesh),
-                                                 image_size=dln_config_run.data.image_size, split="test")
-        d = evaluation.predict_split(lambda v, x: {"embedding": embedded(v, x)}, dln_variables, batches, mesh,
-                                     ("triplet_type",))
+    if args.dln:  # the DLN stage's own evaluation (tasks/dln.py), on these triplets
+        dln_config, dln_model, dln_variables, dln_step = _trained(args.dln, dln_task)
+        dln_config.eval.split = "test"
+        s = dln_task.Evaluator(dln_model, dln_config, data_dir, mesh).run(dln_variables, dln_step).scores
+        by_type = [f"{k}-class {s[f'dln_triplet_accuracy_{k}class']:.3f}" for k in (1, 2, 3)
+                   if f"dln_triplet_accuracy_{k}class" in s]
         print(f"  DLN embedding ({args.dln}, step {dln_step}): "
-              + ", ".join(f"{k} {v:.3f}" for k, v in _scores(d["embedding"], d["triplet_type"]).items()))
+              + ", ".join([f"all {s['dln_triplet_accuracy']:.3f}", *by_type]))
 
 
 if __name__ == "__main__":
