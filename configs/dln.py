@@ -53,7 +53,7 @@ def _demo(c):
     c.data.source = "synthetic"
     c.data.synthetic.update(people=600, images=6, test_people=150, train_triplets=8_000, test_triplets=1_000)
     c.data.augment.update(crop_scale=(0.85, 1.0), color_jitter=0.1)
-    common.use_tower(c, common.DEMO_TOWER, common.DEMO_IMAGE_SIZE)
+    common.use_tower(c, common.DEMO_TOWER, common.DEMO_PRIOR_IMAGE_SIZE)
     c.model.weights.f_id = f"{DEMO_RUNS}/face_id"
     c.batch_size = 16
     c.data.eval_batch_size = 64
@@ -61,10 +61,11 @@ def _demo(c):
     c.log_every = 100
     c.eval_every = 800
     c.checkpoint_every = 400
-    # Adam (FECNet's optimizer): SGD at lr 0.01 left the triplet accuracy at 0.42-0.47 after 400-1,000 steps
-    # (chance 1/3); Adam at 1e-3 reaches 0.465 after 800 steps (at 5e-4: 0.37 after 400 steps, from a 400-step
-    # f_id). At 3e-3: 0.535, but PASN from it then scores lower (AU F1 0.550 against 0.656 at 1,500 steps); at
-    # 1e-2: 0.449 (its training loss the lowest).
+    # At 32 px (configs/common.py) 0.403 after 800 steps. Measured at 64 px: Adam (FECNet's optimizer) at 1e-3
+    # reaches 0.465 after 800 steps, the same from a random f_id (0.463); SGD at lr 0.01 left it at 0.42-0.47 after
+    # 400-1,000 steps (chance 1/3); Adam at 5e-4: 0.37 after 400 steps; at 3e-3: 0.535 after 800 and 0.62 after
+    # 2,400 (its training loss still falling: the triplets teach slowly), but PASN from the 800-step one scored
+    # lower (AU F1 0.550 against 0.656 at 1,500 steps); at 1e-2: 0.449.
     c.optim.update(name="adam", lr=1e-3, t0_steps=800, t_mult=1.0, warmup_steps=40)
 
 

@@ -140,5 +140,7 @@ def test_demo_configs_share_one_tower():
     configs = [abaw.get_config("demo"), dln_config.get_config("demo"), face_id_config.get_config("demo")]
     assert all(fields(c) == {k: tuple(v) if k == "layers" else v for k, v in common.DEMO_TOWER.items()}
                for c in configs)
-    assert {c.data.image_size for c in configs} == {common.DEMO_IMAGE_SIZE}
+    # PASN at the demo's size, the prior's stages at half of it (the fc is resized when PASN loads them)
+    assert [c.data.image_size for c in configs] == [common.DEMO_IMAGE_SIZE] + [common.DEMO_PRIOR_IMAGE_SIZE] * 2
+    assert common.DEMO_IMAGE_SIZE == 2 * common.DEMO_PRIOR_IMAGE_SIZE
     assert json.loads(configs[0].to_json())["model"]["prior_from"] == "runs/demo/dln"
