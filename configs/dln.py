@@ -10,8 +10,9 @@ the synthetic triplets: f_expr starts from a stage-1 f_id (frozen), Emb = f_expr
 
 Variants, selected as `configs/dln.py:VARIANT`:
 
-  demo   the embedded default: synthetic triplets rendered on first use, f_id from the demo's stage 1
-         (stage 2 of `make demo`): python -m pasn_jax.main --config=configs/dln.py:demo --workdir=runs/demo/dln
+  demo   the embedded default: synthetic triplets rendered on first use, f_id from the demo's stage 1, at 32 px
+         as that stage (stage 2 of `make demo`):
+           python -m pasn_jax.main --config=configs/dln.py:demo --workdir=runs/demo/dln
   smoke  seconds; a tiny set and network, for tests.
 
 The tower fields (model.*) must be PASN's (configs/abaw.py) for PASN to take these towers (model.prior_from).

@@ -6,8 +6,9 @@ insightface's training sets converted to shards or on the synthetic identities.
 
 Variants, selected as `configs/face_id.py:VARIANT`:
 
-  demo   the embedded default: synthetic people rendered on first use, the demo's small tower (stage 1 of
-         `make demo`): python -m pasn_jax.main --config=configs/face_id.py:demo --workdir=runs/demo/face_id
+  demo   the embedded default: synthetic people rendered on first use, the demo's small tower at 32 px, half
+         PASN's (stage 1 of `make demo`):
+           python -m pasn_jax.main --config=configs/face_id.py:demo --workdir=runs/demo/face_id
   smoke  seconds; a tiny set and network, for tests.
   cosface  CosFace's additive cosine margin (s = 64, m = 0.35) instead of ArcFace's angular one.
 
