@@ -10,12 +10,11 @@ score on the same triplets beside them.
 import argparse
 
 import jax
-import ml_collections
 import numpy as np
 
 from benchmarks import common
 from configs import dln as dln_configs
-from pasn_jax import checkpointing, evaluation, parallel, prior_metrics, workdir_config
+from pasn_jax import checkpointing, evaluation, parallel, prior_metrics
 from pasn_jax.data import triplet_pipeline
 from pasn_jax.tasks import dln as dln_task
 from pasn_jax.tasks import pasn as pasn_task
@@ -30,14 +29,6 @@ def _scores(embeddings: np.ndarray, kinds: np.ndarray) -> dict:
     return out
 
 
-def _trained(workdir: str, task):
-    """(config, model, variables, step) of a workdir's latest checkpoint, built by `task` (a tasks module)."""
-    config = ml_collections.ConfigDict(workdir_config.read(workdir))
-    workdir_config.resolve_dtype(workdir, config)
-    variables, step = checkpointing.read_variables(workdir)
-    return config, task.build_model(config), variables, step
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pasn", required=True, help="a trained PASN workdir")
@@ -48,7 +39,7 @@ def main():
     print(f"machine: {common.machine()}")
     data_dir = args.data_dir or dln_task.prepare_data(dln_configs.get_config("demo"))
     mesh = parallel.make_mesh()
-    config, model, variables, step = _trained(args.pasn, pasn_task)
+    config, model, variables, step = checkpointing.read_trained(args.pasn, pasn_task.build_model)
 
     def embed(v, images):
         out = pasn_task._predict(model, v, dln_task._faces(images))
@@ -65,7 +56,7 @@ def main():
     for name, embeddings in rows.items():
         print(f"  {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in _scores(embeddings, kinds).items()))
     if args.dln:  # the DLN stage's own evaluation (tasks/dln.py), on these triplets
-        dln_config, dln_model, dln_variables, dln_step = _trained(args.dln, dln_task)
+        dln_config, dln_model, dln_variables, dln_step = checkpointing.read_trained(args.dln, dln_task.build_model)
         dln_config.eval.split = "test"
         s = dln_task.Evaluator(dln_model, dln_config, data_dir, mesh).run(dln_variables, dln_step).scores
         by_type = [f"{k}-class {s[f'dln_triplet_accuracy_{k}class']:.3f}" for k in (1, 2, 3)

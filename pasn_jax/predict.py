@@ -28,11 +28,10 @@ import sys
 import time
 
 import jax
-import ml_collections
 import numpy as np
 from PIL import Image, ImageDraw
 
-from pasn_jax import checkpointing, workdir_config
+from pasn_jax import checkpointing
 from pasn_jax.data import pipeline
 from pasn_jax.faces import align, crop, track
 from pasn_jax.faces.detector import LANDMARK_NAMES, Detector, FaceInputError
@@ -76,10 +75,8 @@ class Predictor:
     @classmethod
     def from_workdir(cls, workdir: str, **kwargs) -> "Predictor":
         """The workdir's model (config.json) with its latest checkpoint; kwargs as Predictor's."""
-        config = ml_collections.ConfigDict(workdir_config.read(workdir))
-        workdir_config.resolve_dtype(workdir, config)
-        variables, step = checkpointing.read_variables(workdir)
-        return cls(pasn_task.build_model(config), variables, config, step=step, **kwargs)
+        config, model, variables, step = checkpointing.read_trained(workdir, pasn_task.build_model)
+        return cls(model, variables, config, step=step, **kwargs)
 
     def model_input(self, face_crop: np.ndarray) -> np.ndarray:
         """An aligned uint8 crop -> the model's float32 [S, S, 3], as pipeline.plain_image makes an eval frame."""
