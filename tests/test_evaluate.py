@@ -55,7 +55,8 @@ def test_eval_of_an_earlier_step_and_of_a_missing_one(smoke_cache, smoke_run):
 
 def test_predict_on_a_tree_without_annotations_matches_eval_on_test(smoke_cache, smoke_run, tmp_path):
     """--mode=predict reads only cropped_aligned/ and a video list: its numbers are eval's on the same frames."""
-    workdir, _ = smoke_run
+    workdir = str(tmp_path / "run")  # a copy: its test-split eval must not replace the shared run's val metrics
+    shutil.copytree(smoke_run[0], workdir)
     from configs import abaw
     config = abaw.get_config("smoke")
     config.data.synthetic.cache_dir = smoke_cache
