@@ -21,7 +21,7 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-.PHONY: demo report test test-slow test-ablations
+.PHONY: demo report test test-slow test-ablations test-scale
 demo: $(VENV)/.runtime
 	PYTHON=$(PY) launch/demo.sh runs/demo
 
@@ -41,3 +41,6 @@ test-slow: $(VENV)/.dev
 
 test-ablations: $(VENV)/.dev
 	$(PY) -m pytest -q -m ablation
+
+test-scale: $(VENV)/.dev
+	$(PY) -m pytest -q -s -m scale

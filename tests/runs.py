@@ -8,7 +8,7 @@ import sys
 import jax
 import numpy as np
 
-SMOKE_STEPS = 200  # long enough that a run can be killed between its first checkpoint and its end
+SMOKE_STEPS = 200  # four checkpoints (every 50): the fault tests kill runs between them and in them
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _LOSS_LINE = re.compile(r"step (\d+)/\d+ \| loss ([0-9.naif-]+)")
 

@@ -257,7 +257,7 @@ def test_detects_and_aligns_transformed_faces(detector):
     _check(_evaluate(detector, 60, seed=0))
 
 
-@pytest.mark.slow
+@pytest.mark.scale
 def test_detects_and_aligns_transformed_faces_at_scale(detector):
     _check(_evaluate(detector, 600, seed=1))
 
@@ -378,10 +378,10 @@ def test_crop_cli(tmp_path, capsys, monkeypatch):
     assert "already exists" in capsys.readouterr().out
 
 
-@pytest.mark.slow
+@pytest.mark.scale
 def test_synthetic_renderer_detection_rate(detector, tmp_path):
-    """Measured, not asserted (README's figure): does MTCNN see the project's synthetic faces
-    (pasn_jax.data.synthetic)? 40 videos of 8 frames at 112 px."""
+    """Does MTCNN see the project's synthetic faces (pasn_jax.data.synthetic)? 40 videos of 8 frames at 112 px
+    (README's figure: 281 of 317 frames; 34 videos in every frame, one in none)."""
     from pasn_jax.data.synthetic import tree
     root = str(tmp_path / "synthetic")
     tree.generate(root, videos=40, frames=8, size=112, seed=0)
@@ -394,4 +394,4 @@ def test_synthetic_renderer_detection_rate(detector, tmp_path):
     print(f"synthetic renderer: faces found in {sum(hits)}/{len(images)} frames at 112 px; in every frame of "
           f"{sum(all(v) for v in by_video.values())} of {len(by_video)} videos, in none of "
           f"{sum(not any(v) for v in by_video.values())}")
-    assert len(images) > 0
+    assert sum(hits) >= 0.85 * len(images) and sum(all(v) for v in by_video.values()) >= 30

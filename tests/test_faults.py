@@ -4,8 +4,9 @@ resumes to the parameters and metrics of an uninterrupted run; preempted it chec
 error line with the last checkpoint intact; damaged data stops training with one line naming file and record (or
 is skipped and counted); a config value out of range is named before any work; the rate logged is the one applied.
 
-The runs through the command line (kill -9 at five points, SIGTERM, damaged checkpoints, a failing write) are
-slow-marked: CI runs them (`make test-slow`). PASN_JAX_FAULT (pasn_jax/faults.py) picks where a run dies.
+The runs through the command line (kill -9 five times in a row at five kinds of point, SIGTERM, damaged
+checkpoints, a failing write) are slow-marked: CI runs them (`make test-slow`). PASN_JAX_FAULT
+(pasn_jax/faults.py) picks where a run dies.
 """
 
 import json
@@ -28,15 +29,17 @@ from pasn_jax import config_checks, optim, train, train_state
 from pasn_jax.data import shards, train_stream
 
 FAULT_SEED = 2026
-POINTS = ("start", "step", "async_save", "after_save", "eval")  # before the first checkpoint, inside a step, ...
 
 
-def _kill_points(seed: int) -> dict[str, int]:
-    """Which occurrence of each point the run dies at, drawn from a seed: a step among SMOKE_STEPS, one of the four
-    saves (steps 50, 100, 150, 200) in flight or just committed, the final evaluation's second batch."""
+def _kill_chain(seed: int) -> list[str]:
+    """PASN_JAX_FAULT of each killed run of one workdir, in order, every run resuming from what the one before left:
+    before its first step; inside step k (drawn from the seed among the first 150, so that at least two saves are
+    still to come); during its first asynchronous save; right after its first or second save commits (drawn); in the
+    final evaluation. A checkpoint in flight when a run dies is not committed, so each run's resume point is at most
+    the one its point allows, and every point is reached."""
     rng = np.random.default_rng(seed)
-    return {"start": 1, "step": int(rng.integers(1, SMOKE_STEPS + 1)), "async_save": int(rng.integers(1, 5)),
-            "after_save": int(rng.integers(1, 5)), "eval": 1}
+    return ["start:1", f"step:{int(rng.integers(1, 151))}", "async_save:1", f"after_save:{int(rng.integers(1, 3))}",
+            "eval:1"]
 
 
 def _metrics(workdir: str) -> dict:
@@ -49,15 +52,15 @@ def _rounded(metrics: dict) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("point", POINTS)
-def test_killed_anywhere_resumes_to_the_uninterrupted_result(point, smoke_cache, smoke_run, tmp_path):
-    occurrence = _kill_points(FAULT_SEED)[point]
-    workdir = str(tmp_path / point)
+def test_killed_anywhere_resumes_to_the_uninterrupted_result(smoke_cache, smoke_run, tmp_path):
+    """One workdir killed (SIGKILL) five times in a row, at each kind of point, then run once more to the end: the
+    parameters, batch statistics and metrics of the uninterrupted run."""
+    workdir = str(tmp_path / "killed")
     args = smoke_run_args(workdir, smoke_cache)
-    env = env_with_devices(1) | {"PASN_JAX_FAULT": f"{point}:{occurrence}"}
-    killed = subprocess.run([sys.executable, "-m", "pasn_jax.main", *args], cwd=REPO, env=env, capture_output=True,
-                            text=True, timeout=600)
-    assert killed.returncode == -signal.SIGKILL, (point, occurrence, killed.stdout[-2000:], killed.stderr[-2000:])
+    for fault in _kill_chain(FAULT_SEED):
+        killed = subprocess.run([sys.executable, "-m", "pasn_jax.main", *args], cwd=REPO, capture_output=True,
+                                env=env_with_devices(1) | {"PASN_JAX_FAULT": fault}, text=True, timeout=600)
+        assert killed.returncode == -signal.SIGKILL, (fault, killed.stdout[-2000:], killed.stderr[-2000:])
     run_main(args)  # the same command again
     reference, state = load_state(smoke_run[0]), load_state(workdir)
     assert int(state.step) == SMOKE_STEPS
