@@ -62,11 +62,11 @@ def _demo(c):
     c.log_every = 100
     c.eval_every = 800
     c.checkpoint_every = 400
-    # At 32 px (configs/common.py) 0.403 after 800 steps. Measured at 64 px: Adam (FECNet's optimizer) at 1e-3
-    # reaches 0.465 after 800 steps, the same from a random f_id (0.463); SGD at lr 0.01 left it at 0.42-0.47 after
-    # 400-1,000 steps (chance 1/3); Adam at 5e-4: 0.37 after 400 steps; at 3e-3: 0.535 after 800 and 0.62 after
-    # 2,400 (its training loss still falling: the triplets teach slowly), but PASN from the 800-step one scored
-    # lower (AU F1 0.550 against 0.656 at 1,500 steps); at 1e-2: 0.449.
+    # At 32 px (configs/common.py) 0.445 after 800 steps from the 1,000-step f_id (0.403 from the 600-step one). At
+    # 64 px: Adam (FECNet's optimizer) at 1e-3 reaches 0.465 after 800 steps, the same from a random f_id (0.463);
+    # SGD at lr 0.01 left it at 0.42-0.47 after 400-1,000 steps (chance 1/3); Adam at 5e-4: 0.37 after 400 steps; at
+    # 3e-3: 0.535 after 800 and 0.62 after 2,400 (its training loss still falling: the triplets teach slowly), but
+    # PASN from the 800-step one scored lower (AU F1 0.550 against 0.656 at 1,500 steps); at 1e-2: 0.449.
     c.optim.update(name="adam", lr=1e-3, t0_steps=800, t_mult=1.0, warmup_steps=40)
 
 

@@ -19,12 +19,13 @@ import pytest
 from runs import REPO, env_with_devices, run_main
 
 # Floors on people never seen in training, far above chance (README, "Demo results": the trained prior's PASN
-# 0.81 / 0.78 / 0.83, the random prior's 0.86 / 0.81 / 0.86; the prior's stages at 32 px verify 0.935 and order
-# 0.40 of the triplets, f_id's own embedding 0.33).
+# 0.78 / 0.74 / 0.80, the random prior's 0.86 / 0.81 / 0.86; the prior's stages at 32 px verify 0.968 and order
+# 0.445 of the triplets, f_id's own embedding 0.33). Another CPU computes in another order and trains to other
+# numbers, so a floor stays a little under the measured value.
 FLOORS = {"random_prior": (0.60, 0.60, 0.50), "trained_prior": (0.65, 0.60, 0.60)}  # AU F1, EXPR F1, mean CCC
-MIN_VERIFICATION = 0.85  # chance 0.5
-MIN_TRIPLET_ACCURACY = 0.37  # chance 1/3
-MIN_TRIPLET_GAIN = 0.04  # over f_id's own embedding and an untrained tower
+MIN_VERIFICATION = 0.94  # chance 0.5
+MIN_TRIPLET_ACCURACY = 0.40  # chance 1/3
+MIN_TRIPLET_GAIN = 0.08  # over f_id's own embedding and an untrained tower
 
 
 @pytest.fixture(scope="module")
