@@ -6,6 +6,7 @@ import os
 
 import jax
 import pytest
+import runs
 
 from pasn_jax.data import affwild2
 from pasn_jax.data.synthetic import tree
@@ -16,6 +17,7 @@ TINY_TREE = dict(videos=8, frames=12, size=48, seed=0, test_videos=2)
 TINY_SHARDS = 3
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""), runs.FAST_COMPILE]).strip()  # tests/runs.py
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(REPO, ".cache", "xla-tests"))
 os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
 os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"

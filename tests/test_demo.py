@@ -52,7 +52,7 @@ def test_demo_script_trains_the_prior_then_pasn_on_unseen_people(demo_cache, tmp
     runs = str(tmp_path / "runs")
     start = time.perf_counter()
     proc = subprocess.run(["launch/demo.sh", runs, f"--config.data.synthetic.cache_dir={demo_cache}"], cwd=REPO,
-                          env={**env_with_devices(1), "PYTHON": sys.executable},
+                          env={**env_with_devices(1, optimize=True), "PYTHON": sys.executable},
                           capture_output=True, text=True, timeout=3600)
     print(f"launch/demo.sh: {time.perf_counter() - start:.0f} s\n{proc.stdout[-4000:]}")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -81,7 +81,7 @@ def test_ablation_reaches_the_thresholds_on_unseen_people(config, demo_cache, tm
     workdir = str(tmp_path / "run")
     start = time.perf_counter()
     proc = run_main([f"--config=configs/abaw.py:{config}", f"--workdir={workdir}",
-                     f"--config.data.synthetic.cache_dir={demo_cache}"], timeout=3600)
+                     f"--config.data.synthetic.cache_dir={demo_cache}"], timeout=3600, optimize=True)
     print(f"{config}: {time.perf_counter() - start:.0f} s\n{proc.stdout[-3000:]}")
     _check_pasn(_last_metrics(workdir), "random_prior")
 
