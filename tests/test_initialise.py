@@ -33,11 +33,13 @@ def test_one_batch_makes_inference_mode_equal_training_mode_on_it(smoke):
     x = images(1)
     measured = initialise.measure_identity_statistics(model, variables, [x])
     tower = towers.tower_module(model)
+    in_training = jax.jit(lambda v, x: tower.apply(v, x, train=True, mutable=["batch_stats"])[0])
+    in_inference = jax.jit(lambda v, x: tower.apply(v, x, train=False))
     before, after = towers.get_tower(variables, "f_id"), towers.get_tower(measured, "f_id")
-    training = tower.apply(before, x, train=True, mutable=["batch_stats"])[0]
-    np.testing.assert_allclose(tower.apply(after, x, train=False), training, atol=1e-4, rtol=1e-4)
+    training = in_training(before, x)
+    np.testing.assert_allclose(in_inference(after, x), training, atol=1e-4, rtol=1e-4)
     # the initial statistics (mean 0, variance 1) normalise nothing: far from training mode
-    assert np.max(np.abs(tower.apply(before, x, train=False) - training)) > 0.5
+    assert np.max(np.abs(in_inference(before, x) - training)) > 0.5
     assert jax.tree.all(jax.tree.map(np.array_equal, measured["params"], variables["params"]))
     assert jax.tree.all(jax.tree.map(np.array_equal, towers.get_tower(measured, "f_expr"),
                                      towers.get_tower(variables, "f_expr")))
@@ -69,10 +71,14 @@ def test_initial_variables_start_f_expr_from_the_measured_f_id(smoke):
 
     # Emb = f_expr - f_id in training: f_expr normalises with the batch's statistics, f_id with its running ones;
     # measured on this batch they are the same, so Emb is 0 on it (without the measurement it is not)
-    def emb(variables):
+    @jax.jit
+    def prior_output(variables):
         _, state = model.apply(variables, x, train=True, mutable=["batch_stats", "intermediates"],
                                capture_intermediates=lambda module, method: module.name == "prior")
-        return np.asarray(state["intermediates"]["prior"]["__call__"][0])
+        return state["intermediates"]["prior"]["__call__"][0]
+
+    def emb(variables):
+        return np.asarray(prior_output(variables))
 
     np.testing.assert_allclose(emb(variables), 0.0, atol=1e-4)
     assert np.sqrt(np.mean(emb(initial_variables(model)) ** 2)) > 0.1

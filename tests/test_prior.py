@@ -66,14 +66,14 @@ def tiny(**overrides):
 def test_dln_embedding_is_finite_where_f_expr_equals_f_id():
     model = dln.build_model(tiny(), 16)
     x = jnp.zeros((2, 32, 32, 3))
-    variables = model.init(jax.random.key(0), x)
+    variables = jax.jit(model.init)(jax.random.key(0), x)
     variables = towers.copy_tower(variables, src="f_id", dst="f_expr")
 
     def norm(v):
         out = model.apply(v, x, train=False)
         return jnp.sum(out["embedding"]), out
 
-    (total, out), grads = jax.value_and_grad(norm, has_aux=True)(variables)
+    (total, out), grads = jax.jit(jax.value_and_grad(norm, has_aux=True))(variables)
     assert np.all(out["deviation"] == 0)  # Emb = f_expr - f_id = 0 in inference mode
     assert np.all(np.isfinite(out["embedding"])) and all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
     assert out["embedding"].shape == (2, 16)
