@@ -34,7 +34,6 @@ def read_variables(workdir: str, step: int | None = None) -> tuple[dict, int]:
     return {k: jax.tree.map(np.asarray, state[k]) for k in ("params", "batch_stats")}, step
 
 
-
 def read_trained(workdir: str, build_model) -> tuple[ml_collections.ConfigDict, object, dict, int]:
     """(config, model, variables, step) of a workdir's latest checkpoint: its recorded config (dtype resolved as
     trained), the model `build_model(config)` makes of it and the variables of `read_variables`."""
@@ -42,6 +41,7 @@ def read_trained(workdir: str, build_model) -> tuple[ml_collections.ConfigDict, 
     workdir_config.resolve_dtype(workdir, config)
     variables, step = read_variables(workdir)
     return config, build_model(config), variables, step
+
 
 def variables_like(workdir: str, abstract: Mapping) -> tuple[dict, int]:
     """(variables, step) of a workdir's latest checkpoint, checked against `abstract` (shapes of the variables a

@@ -1,6 +1,7 @@
 """Shared fixtures: one tiny synthetic Aff-Wild2 tree and its shards per test session, and one persistent XLA
 compilation cache for this process and every command the tests start (the suite compiles the same small programs
-many times; a cached executable is the same program, so no result changes)."""
+many times; a cached executable is the same program, so no result changes), compiled at LLVM optimisation level 0
+(tests/runs.py says why)."""
 
 import os
 
@@ -8,6 +9,7 @@ import jax
 import pytest
 import runs
 
+from pasn_jax import xla_flags
 from pasn_jax.data import affwild2
 from pasn_jax.data.synthetic import tree
 from pasn_jax.data.synthetic.prepare import prepare_synthetic
@@ -17,7 +19,7 @@ TINY_TREE = dict(videos=8, frames=12, size=48, seed=0, test_videos=2)
 TINY_SHARDS = 3
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""), runs.FAST_COMPILE]).strip()  # tests/runs.py
+xla_flags.add_xla_flags((runs.FAST_COMPILE,))
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(REPO, ".cache", "xla-tests"))
 os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
 os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"

@@ -72,13 +72,10 @@ def test_initial_variables_start_f_expr_from_the_measured_f_id(smoke):
     # Emb = f_expr - f_id in training: f_expr normalises with the batch's statistics, f_id with its running ones;
     # measured on this batch they are the same, so Emb is 0 on it (without the measurement it is not)
     @jax.jit
-    def prior_output(variables):
+    def emb(variables):
         _, state = model.apply(variables, x, train=True, mutable=["batch_stats", "intermediates"],
                                capture_intermediates=lambda module, method: module.name == "prior")
         return state["intermediates"]["prior"]["__call__"][0]
-
-    def emb(variables):
-        return np.asarray(prior_output(variables))
 
     np.testing.assert_allclose(emb(variables), 0.0, atol=1e-4)
     assert np.sqrt(np.mean(emb(initial_variables(model)) ** 2)) > 0.1
