@@ -9,7 +9,7 @@
 # kept in JAX's persistent cache (JAX_COMPILATION_CACHE_DIR, default ~/.cache/pasn_jax/xla-gpu): a rerun skips them.
 #
 #   bash benchmarks/gpu.sh             # on the GPU machine (needs jax with CUDA: jax[cuda12]==0.10.2)
-#   bash benchmarks/gpu.sh --dry-run   # the same commands at tiny sizes on the CPU, to check the script
+#   bash benchmarks/gpu.sh --dry-run   # the same commands at tiny sizes in float32 on the CPU, to check the script
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
@@ -21,7 +21,7 @@ trap 'rm -rf "$WORK"' EXIT
 
 if [[ "${1:-}" == "--dry-run" ]]; then
   PASN=(--cases iresnet18@32 --batch 8); TOWERS=(--cases iresnet18@32 --batch 4); INFER=(--cases iresnet18@32 --batch 4)
-  TORCH=(); TIMING=(--pairs 1 --steps 1 --retries 0)
+  TORCH=(); TIMING=(--pairs 1 --steps 1 --retries 0); DTYPE=float32  # bfloat16 compiles and runs slowly on a CPU
   MAIN=(--config=configs/abaw.py:smoke --config.num_steps=6 --config.log_every=2)
 else
   if ! "$PY" -c "import jax, sys; sys.exit(jax.devices()[0].platform != 'gpu')" 2>/dev/null; then
@@ -31,13 +31,14 @@ else
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
   PASN=(--cases iresnet50@224 --batch 80 256); TOWERS=(--cases iresnet50@224 resnet50@224 --batch 80)
   INFER=(--cases iresnet50@224 --batch 256); TORCH=(--vs-torch); TIMING=(--pairs 3 --steps 10 --retries 0)
+  DTYPE=bfloat16
   MAIN=(--config=configs/abaw.py --config.data.source=synthetic --config.data.synthetic.size=224
         --config.data.synthetic.videos=16 --config.data.synthetic.frames=100 --config.num_steps=300
         --config.log_every=50)
 fi
 
-COMMON=(--dtype bfloat16 --peak-tflops "$PEAK_TFLOPS" --json "$WORK/cases.jsonl" "${TIMING[@]}")
-echo "== PASN train step (multitask loss, SGD): bfloat16 ${PASN[*]}"
+COMMON=(--dtype "$DTYPE" --peak-tflops "$PEAK_TFLOPS" --json "$WORK/cases.jsonl" "${TIMING[@]}")
+echo "== PASN train step (multitask loss, SGD): $DTYPE ${PASN[*]}"
 "$PY" -m benchmarks.train_step --model pasn "${PASN[@]}" "${TORCH[@]}" "${COMMON[@]}"
 echo "== towers alone (mean-square loss on the embedding, SGD) ${TOWERS[*]}"
 "$PY" -m benchmarks.train_step --model tower "${TOWERS[@]}" "${TORCH[@]}" "${COMMON[@]}"

@@ -19,7 +19,7 @@ from pasn_jax.faces.video import write_video
 from pasn_jax.labels import AU_NAMES, EXPR_NAMES
 from pasn_jax.predictions import read_predictions
 from pasn_jax.tasks import pasn as pasn_task
-from runs import load_state, run_main, smoke_args
+from runs import SMOKE_STEPS, load_state
 
 ASTRONAUT_FACE = np.array([176.0, 60.0, 272.0, 178.0])  # as test_faces.py: forehead to chin, cheek to cheek
 HEAD = (slice(0, 200), slice(96, 352))  # the astronaut's head, without the suit's ring (a second "face")
@@ -29,11 +29,9 @@ EXPR_COLUMNS = [f"prob_{e}" for e in EXPR_NAMES]
 
 
 @pytest.fixture(scope="module")
-def workdir(smoke_cache, tmp_path_factory) -> str:
-    """A PASN workdir of the smoke config (20 steps, no evaluation)."""
-    path = str(tmp_path_factory.mktemp("predict") / "run")
-    run_main(smoke_args(path, smoke_cache, "--config.eval_every=1000"))
-    return path
+def workdir(smoke_run) -> str:
+    """The suite's smoke-trained PASN workdir (read only here)."""
+    return smoke_run[0]
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +113,7 @@ def test_cli_rows_values_and_bad_inputs(workdir, inputs, tmp_path, capsys, monke
 
 def test_predictor_api(workdir, inputs):
     predictor = predict.Predictor.from_workdir(workdir)
-    assert (predictor.step, predictor.crop_size, predictor.image_size) == (20, 48, 32)
+    assert (predictor.step, predictor.crop_size, predictor.image_size) == (SMOKE_STEPS, 48, 32)
     head = skimage.data.astronaut()[HEAD]
     grey = np.full((96, 128, 3), 128, np.uint8)
     records = predictor.predict_images([grey, head, head[:, ::-1]], name="photos")
