@@ -55,6 +55,28 @@ def test_synthetic_triplets_name_the_face_whose_aus_differ_most(tmp_path):
         assert odd is not None and t.odd_one_out() in (odd, None)  # majority of 6 noisy raters, or a tie
     assert sum(t.odd_one_out() == triplets.odd_one_out(np.stack([faces[f.url.rsplit("/", 1)[1]][1][2]
                                                                    for f in t.faces])) for t in parsed) >= 27
+    truth = triplets.face_labels(root, "train")  # as fec.convert keeps them: majority's odd face last, ties dropped
+    kept = [t for t in parsed if t.odd_one_out() is not None]
+    assert truth["intensity"].shape == (len(kept), 3, 12) and truth["expr"].shape == (len(kept), 3)
+    for t, intensity, expr, kind in zip(kept, truth["intensity"], truth["expr"], truth["triplet_type"]):
+        order = [k for k in range(3) if k != t.odd_one_out()] + [t.odd_one_out()]
+        shown = [faces[t.faces[k].url.rsplit("/", 1)[1]][1] for k in order]
+        np.testing.assert_array_equal(intensity, np.stack([face[2] for face in shown]))
+        assert expr.tolist() == [face[1] for face in shown] and kind == t.triplet_type
+
+
+def test_odd_one_out_needs_a_clearly_closest_pair():
+    neutral = np.zeros((3, 12))
+    assert triplets.odd_one_out(neutral) is None  # three equal faces: no pair is closer than another
+    faces = np.zeros((3, 12))
+    faces[2, 0] = 1.0  # faces 0 and 1 equal, face 2 apart
+    assert triplets.odd_one_out(faces) == 2
+    faces[1, 0] = 0.5  # distances 0.5 (0-1), 1 (0-2), 0.5 (1-2): a tie for the closest pair
+    assert triplets.odd_one_out(faces) is None
+    faces[1, 0], faces[2, :2] = 0.5 * triplets.CLEAR_RATIO, (0.5 * triplets.CLEAR_RATIO, 0.5)
+    assert triplets.odd_one_out(faces) is None  # 0-1 exactly CLEAR_RATIO x 1-2 (0.5), the next closest: not clear
+    faces[1, 0] -= 0.01
+    assert triplets.odd_one_out(faces) == 2
 
 
 def tiny(**overrides):

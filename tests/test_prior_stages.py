@@ -16,6 +16,7 @@ import pytest
 from runs import REPO, env_with_devices, max_abs_difference, run_main
 
 from pasn_jax import checkpointing
+from pasn_jax.data import fec
 from pasn_jax.data.synthetic import identities, triplets
 
 pytestmark = pytest.mark.slow
@@ -38,11 +39,11 @@ def stages(tmp_path_factory):
                        "--num-shards", "2")
     assert printed.splitlines()[:2] == ["train: 48 images of 12 identities (12 classes) in 2 shards",
                                         "verification sets copied: verify.bin"]
-    fec = root / "FEC"
-    triplets.generate(str(fec), people=12, images=3, test_people=6, train_triplets=24, test_triplets=12, size=48,
+    fec_root = root / "FEC"
+    triplets.generate(str(fec_root), people=12, images=3, test_people=6, train_triplets=24, test_triplets=12, size=48,
                       seed=0)
     for split, csv_name in triplets.CSV_FILES.items():
-        _convert("fec", "--csv", str(fec / csv_name), "--images", str(fec / triplets.IMAGES_DIR),
+        _convert("fec", "--csv", str(fec_root / csv_name), "--images", str(fec_root / triplets.IMAGES_DIR),
                  "--out", str(root / "fec_shards"), "--split", split, "--size", "48")
     shards = "--config.data.source=shards"
     runs = {}
@@ -96,11 +97,22 @@ def test_triplet_reference_scores_pasn_and_dln_on_the_same_triplets(stages):
     """benchmarks/triplet_reference.py: a PASN's outputs as embeddings, and the DLN's own score equal to its eval."""
     dln = stages["dln"][0]
     proc = subprocess.run([sys.executable, "-m", "benchmarks.triplet_reference", "--pasn", stages["pasn"][0],
-                           "--dln", dln, "--data-dir", os.path.join(os.path.dirname(dln), "fec_shards")],
+                           "--dln", dln, "--data-dir", os.path.join(os.path.dirname(dln), "fec_shards"),
+                           "--labels", os.path.join(os.path.dirname(dln), "FEC")],
                           cwd=REPO, env=env_with_devices(1), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "triplet prediction accuracy on 12 test triplets" in proc.stdout, proc.stdout
     for name in ("PASN AU probabilities", "PASN expression probabilities", "PASN AU + expression probabilities"):
+        assert re.search(re.escape(name) + r".*: all [01]\.\d{3}", proc.stdout), proc.stdout
+    # the renderer's intensities name the odd face exactly where the raters' majority agrees with them
+    kept = [t for t in fec.parse_csv(os.path.join(os.path.dirname(dln), "FEC", triplets.CSV_FILES["test"]))
+            if t.odd_one_out() is not None]
+    truth = {f"{p:05d}_{k:02d}.jpg": face[2] for p in range(12, 18) for k, face in
+             enumerate(triplets.person_faces(0, p, 3, 48))}
+    agree = np.mean([t.odd_one_out() == triplets.odd_one_out(np.stack([truth[fec.file_name(f.url)] for f in t.faces]))
+                     for t in kept])
+    assert re.search(rf"renderer AU intensities: all {agree:.3f}", proc.stdout), proc.stdout
+    for name in ("renderer AU occurrence", "renderer expression one-hot"):
         assert re.search(re.escape(name) + r".*: all [01]\.\d{3}", proc.stdout), proc.stdout
     mine = re.search(r"DLN embedding .*, step 10\): all ([01]\.\d{3})", proc.stdout)
     assert mine and float(mine.group(1)) == round(_metrics(dln)["dln_triplet_accuracy"], 3), proc.stdout

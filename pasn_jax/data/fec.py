@@ -95,7 +95,7 @@ def parse_csv(path: str) -> list[Triplet]:
     return triplets
 
 
-def _file_name(url: str) -> str:
+def file_name(url: str) -> str:
     """The URL's last path component, without query string or fragment."""
     return posixpath.basename(urllib.parse.urlsplit(url).path)
 
@@ -123,7 +123,7 @@ def image_paths(triplets: list[Triplet], images_dir: str, url_map: str | None = 
     """URL -> local file for every face of `triplets`: `images_dir/<the URL's file name>`, unless `url_map` (a CSV
     of `url,path` lines) lists the URL."""
     mapping = read_url_map(url_map, images_dir) if url_map else {}
-    return {face.url: mapping.get(face.url) or os.path.join(images_dir, _file_name(face.url))
+    return {face.url: mapping.get(face.url) or os.path.join(images_dir, file_name(face.url))
             for t in triplets for face in t.faces}
 
 

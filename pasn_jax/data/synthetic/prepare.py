@@ -90,14 +90,17 @@ def prepare_identities(cache_dir: str, *, people: int, images: int, held_out: in
     return os.path.join(final, SHARDS_DIR), os.path.join(final, SHARDS_DIR, identities.VERIFY_FILE)
 
 
+TRIPLETS_ROOT = "fec"  # beside SHARDS_DIR in the cache folder: the rendered FEC layout (CSV, images, labels)
+
+
 def prepare_triplets(cache_dir: str, *, people: int, images: int, test_people: int, train_triplets: int,
                      test_triplets: int, size: int, seed: int, num_shards: int) -> str:
     """The synthetic FEC triplets (FEC layout, converted: splits train and test): returns the shards folder."""
-    name = (f"synthetic-fec-v{tree.GENERATOR_VERSION}-{people}+{test_people}x{images}-{train_triplets}+"
-            f"{test_triplets}triplets-{size}px-seed{seed}-{num_shards}shards")
+    name = (f"synthetic-fec-v{tree.GENERATOR_VERSION}.{triplets.TRIPLETS_VERSION}-{people}+{test_people}x{images}-"
+            f"{train_triplets}+{test_triplets}triplets-{size}px-seed{seed}-{num_shards}shards")
 
     def build(tmp):
-        root = os.path.join(tmp, "fec")
+        root = os.path.join(tmp, TRIPLETS_ROOT)
         marker = triplets.generate(root, people=people, images=images, test_people=test_people,
                                    train_triplets=train_triplets, test_triplets=test_triplets, size=size, seed=seed)
         lines = [f"rendered {marker['train']['faces'] + marker['test']['faces']} faces of {people} + {test_people} "

@@ -7,9 +7,11 @@ named as its URL's last path component.
 The three faces of a triplet are different people (so that identity cannot solve it) whose expressions are known:
 the odd one out is the face whose AU intensities lie furthest from the two others' (the pair with the smallest
 Euclidean distance between their 12 intensities is the similar pair), kept only where that pair is clearly the
-closest (CLEAR_RATIO). Each triplet type (one, two or three expression classes) is a third of the triplets, as in
-FEC; simulated annotators answer correctly with ANNOTATOR_ACCURACY (a tie of answers drops the triplet in the
-reader, as in FEC).
+closest (CLEAR_RATIO, strictly: three equal faces, e.g. three neutral ones, are drawn again). Each triplet type
+(one, two or three expression classes) is a third of the triplets, as in FEC; simulated annotators answer correctly
+with ANNOTATOR_ACCURACY (a tie of answers drops the triplet in the reader, as in FEC). LABELS_FILE keeps each face's
+expression class and AU intensities beside them, for references that score the renderer's own labels as embeddings
+(benchmarks/triplet_reference.py).
 """
 
 import csv
@@ -20,13 +22,16 @@ import time
 import numpy as np
 
 from pasn_jax import labels
+from pasn_jax.data import fec
 from pasn_jax.data.synthetic import workers
 from pasn_jax.data.synthetic.face import sample_identity
 from pasn_jax.data.synthetic.frames import photograph
 from pasn_jax.data.synthetic.plan import SyntheticError, sample_expression
 from pasn_jax.data.synthetic.tree import new_folder
 
+TRIPLETS_VERSION = 2  # in the cache's name; 2: a tie for the closest pair is redrawn (1 kept it, odd face arbitrary)
 MARKER_FILE = "synthetic_fec.json"
+LABELS_FILE = "synthetic_labels.npz"  # per face (its image's name): expression class and AU intensities [12]
 IMAGES_DIR = "images"
 CSV_FILES = {"train": "faceexp-comparison-data-train-public.csv", "test": "faceexp-comparison-data-test-public.csv"}
 URL_PREFIX = "https://synthetic.invalid/fec/"
@@ -55,7 +60,7 @@ def odd_one_out(intensity: np.ndarray) -> int | None:
     distance = {2: np.linalg.norm(intensity[0] - intensity[1]), 1: np.linalg.norm(intensity[0] - intensity[2]),
                 0: np.linalg.norm(intensity[1] - intensity[2])}  # odd face -> distance of the other two
     ranked = sorted(distance, key=distance.get)
-    return ranked[0] if distance[ranked[0]] <= CLEAR_RATIO * distance[ranked[1]] else None
+    return ranked[0] if distance[ranked[0]] < CLEAR_RATIO * distance[ranked[1]] else None
 
 
 def sample_triplets(rng: np.random.Generator, faces: list[tuple[int, int, np.ndarray]], count: int) -> list:
@@ -109,7 +114,7 @@ def generate(out: str, *, people: int, images: int, test_people: int, train_trip
         os.makedirs(os.path.join(tmp, IMAGES_DIR))
         splits = {"train": (range(people), train_triplets), "test": (range(people, people + test_people),
                                                                       test_triplets)}
-        counts = {}
+        counts, face_labels = {}, {"name": [], "expr": [], "intensity": []}
         for split, (persons, count) in splits.items():
             rendered = workers.map_ordered(person_faces, [(seed, p, images, size) for p in persons],
                                            len(persons) * images, processes)
@@ -118,6 +123,8 @@ def generate(out: str, *, people: int, images: int, test_people: int, train_trip
                 for k, (jpeg, expr, intensity) in enumerate(photos):
                     names.append(f"{person:05d}_{k:02d}.jpg")
                     faces.append((person, expr, intensity))
+                    for key, value in zip(face_labels, (names[-1], expr, intensity)):
+                        face_labels[key].append(value)
                     with open(os.path.join(tmp, IMAGES_DIR, names[-1]), "wb") as f:
                         f.write(jpeg)
             rng = np.random.default_rng([seed, _STREAM + 100, len(counts)])
@@ -126,8 +133,31 @@ def generate(out: str, *, people: int, images: int, test_people: int, train_trip
                 csv.writer(f).writerows(_rows(rng, triplets, names))
             counts[split] = {"people": len(persons), "faces": len(faces), "triplets": len(triplets),
                              "types": {TYPE_NAMES[k]: sum(t[1] == k for t in triplets) for k in TYPE_NAMES}}
+        np.savez(os.path.join(tmp, LABELS_FILE), **{k: np.asarray(v) for k, v in face_labels.items()})
         marker = {"generator": "pasn_jax.data.synthetic.triplets", "seed": seed, "size": size, **counts,
                   "seconds": round(time.perf_counter() - start, 3)}
         with open(os.path.join(tmp, MARKER_FILE), "w") as f:
             json.dump(marker, f, indent=1)
     return marker
+
+
+def face_labels(root: str, split: str) -> dict[str, np.ndarray]:
+    """The renderer's labels of a generated split's triplets, kept and ordered as fec.convert writes them (the
+    annotators' majority decides the odd one out, a tie drops the triplet): per triplet, the similar pair first and
+    the odd face last, AU intensities 'intensity' [N, 3, 12], expression classes 'expr' [N, 3] and 'triplet_type'
+    [N]."""
+    path = os.path.join(root, LABELS_FILE)
+    if not os.path.isfile(path):
+        raise SyntheticError(f"{path}: missing; expected the face labels of a synthetic FEC folder ({MARKER_FILE})")
+    with np.load(path) as f:
+        index = {str(name): i for i, name in enumerate(f["name"])}
+        expr, intensity = f["expr"], f["intensity"]
+    rows, kinds = [], []
+    for t in fec.parse_csv(os.path.join(root, CSV_FILES[split])):
+        odd = t.odd_one_out()
+        if odd is not None:
+            faces = [index[fec.file_name(t.faces[k].url)] for k in range(3) if k != odd]
+            rows.append(faces + [index[fec.file_name(t.faces[odd].url)]])
+            kinds.append(t.triplet_type)
+    rows = np.asarray(rows, np.int64).reshape(-1, 3)
+    return {"intensity": intensity[rows], "expr": expr[rows], "triplet_type": np.asarray(kinds, np.int64)}
