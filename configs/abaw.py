@@ -85,14 +85,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 def _demo(c, trained_prior: bool):
     """A small PASN on the synthetic Aff-Wild2: minutes on 2 CPU cores (README, "Demo results"); with the prior,
-    its towers come from the demo's DLN stage (random_prior: a random f_id, today's measured statistics)."""
+    its ResNet towers come from the demo's DLN stage (random_prior: the first wave's IResNet towers from a random
+    f_id with measured statistics; no_prior: one ResNet tower)."""
     c.data.source = "synthetic"
     c.data.synthetic.update(videos=64, frames=150, size=112, seed=0, num_shards=4)  # 48 train, 16 val people
     c.data.augment.update(crop_scale=(0.85, 1.0), color_jitter=0.1)
-    common.use_tower(c, common.DEMO_TOWER, common.DEMO_IMAGE_SIZE)
-    if not c.model.prior:
-        c.model.backbone = "resnet50"
-    elif trained_prior:
+    random_prior = c.model.prior and not trained_prior
+    common.use_tower(c, common.DEMO_TOWER if random_prior else common.DEMO_RESNET_TOWER, common.DEMO_IMAGE_SIZE)
+    if c.model.prior and trained_prior:
         c.model.prior_from = f"{DEMO_RUNS}/dln"
     c.batch_size = 32
     c.data.eval_batch_size = 128

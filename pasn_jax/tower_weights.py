@@ -4,7 +4,8 @@ this project's own trainings, a workdir of the face-identity stage (its tower), 
 f_id, a pair) or of PASN.
 
 The tower config of a workdir (backbone, width, layers, embedding size) must be the model's; a different image
-size is adapted as the PyTorch import does (IResNet's fc resized, announced in one line).
+size is adapted as the PyTorch import does (IResNet's fc resized; a ResNet, which pools globally, taken as it is),
+announced in one line.
 """
 
 import os
@@ -75,6 +76,9 @@ def workdir_tower(workdir: str, tower: str, current: Mapping, model_fields: Mapp
         channels = current["params"]["bn2"]["scale"].shape[0]
         found["params"] = {**found["params"], "fc": {**found["params"]["fc"],
                                                      "kernel": _resize_fc(fc, channels, ours_fc.shape[0], where)}}
+    elif theirs.get("image_size") != ours.get("image_size"):
+        print(f"{where}: trained at {theirs.get('image_size')} px, used at {ours.get('image_size')} px "
+              f"({ours['backbone']} pools globally: no weight changes)", flush=True)
     print(f"{where}: loaded into tower {tower!r}", flush=True)
     return found
 

@@ -19,10 +19,10 @@ import pytest
 from runs import REPO, env_with_devices, run_main
 
 # Floors on people never seen in training, far above chance (README, "Demo results": the trained prior's PASN
-# 0.78 / 0.74 / 0.80, the random prior's 0.86 / 0.81 / 0.86; the prior's stages at 32 px verify 0.968 and order
-# 0.445 of the triplets, f_id's own embedding 0.33). Another CPU computes in another order and trains to other
-# numbers, so a floor stays a little under the measured value.
-FLOORS = {"random_prior": (0.60, 0.60, 0.50), "trained_prior": (0.65, 0.60, 0.60)}  # AU F1, EXPR F1, mean CCC
+# 0.78 / 0.74 / 0.84, the random prior's 0.86 / 0.81 / 0.86; the prior's stages verify 0.965 and order 0.48 of the
+# triplets, 0.45 on another seed, f_id's own embedding 0.31). Another CPU computes in another order and trains to
+# other numbers, so a floor stays a little under the measured value.
+FLOORS = {"random_prior": (0.60, 0.60, 0.50), "trained_prior": (0.70, 0.65, 0.70)}  # AU F1, EXPR F1, mean CCC
 MIN_VERIFICATION = 0.94  # chance 0.5
 MIN_TRIPLET_ACCURACY = 0.40  # chance 1/3
 MIN_TRIPLET_GAIN = 0.08  # over f_id's own embedding and an untrained tower
@@ -62,7 +62,9 @@ def test_demo_script_trains_the_prior_then_pasn_on_unseen_people(demo_cache, tmp
     assert dln["dln_triplet_accuracy"] > max(dln["f_id_triplet_accuracy"],
                                              dln["untrained_triplet_accuracy"]) + MIN_TRIPLET_GAIN
     assert "loaded into tower 'f_expr'" in proc.stdout and "loaded into tower 'f_id'" in proc.stdout
-    assert proc.stdout.count("fc resized from 128x2x2 to 128x4x4 inputs") == 2  # 32-px towers into 64-px PASN
+    # DLN (64 px) takes the 32-px f_id as it is: the ResNet pools globally, no fc to resize
+    assert proc.stdout.count("trained at 32 px, used at 64 px (resnet50 pools globally") == 1
+    assert "fc resized" not in proc.stdout
     _check_pasn(pasn, "trained_prior")
 
     # The README's report command (`make report`, here on the demo's PASN alone): its page and the Grad-CAM mass on

@@ -160,9 +160,10 @@ def test_demo_configs_share_one_tower():
     from configs import dln as dln_config, face_id as face_id_config
     fields = lambda c: {k: tuple(c.model[k]) if k == "layers" else c.model[k] for k in common.DEMO_TOWER}
     configs = [abaw.get_config("demo"), dln_config.get_config("demo"), face_id_config.get_config("demo")]
-    assert all(fields(c) == {k: tuple(v) if k == "layers" else v for k, v in common.DEMO_TOWER.items()}
-               for c in configs)
-    # PASN at the demo's size, the prior's stages at half of it (the fc is resized when PASN loads them)
-    assert [c.data.image_size for c in configs] == [common.DEMO_IMAGE_SIZE] + [common.DEMO_PRIOR_IMAGE_SIZE] * 2
-    assert common.DEMO_IMAGE_SIZE == 2 * common.DEMO_PRIOR_IMAGE_SIZE
+    resnet = {k: tuple(v) if k == "layers" else v for k, v in common.DEMO_RESNET_TOWER.items()}
+    assert all(fields(c) == resnet for c in configs) and fields(abaw.get_config("demo,no_prior")) == resnet
+    assert fields(abaw.get_config("demo,random_prior"))["backbone"] == common.DEMO_TOWER["backbone"] == "iresnet18"
+    # DLN and PASN at the demo's size, face identity at half of it (ResNet's global pooling takes either)
+    assert [c.data.image_size for c in configs] == [common.DEMO_IMAGE_SIZE] * 2 + [common.DEMO_FACE_ID_IMAGE_SIZE]
+    assert common.DEMO_IMAGE_SIZE == 2 * common.DEMO_FACE_ID_IMAGE_SIZE
     assert json.loads(configs[0].to_json())["model"]["prior_from"] == "runs/demo/dln"
