@@ -95,7 +95,7 @@ def test_predict_benchmark_prints_its_rate():
     out = _run(sys.executable, "-m", "benchmarks.predict", "--width", "320", "--height", "180", "--frames", "4",
                "--batch", "4").stdout
     assert out.startswith("machine: "), out
-    rate = re.search(r"predict 320x180, 4 frames, 4 faces, PASN iresnet18 width 16 @64 \w+ \(random demo\), "
+    rate = re.search(r"predict 320x180, 4 frames, 4 faces, PASN resnet50 width 16 @64 \w+ \(random demo\), "
                      r"batch 4: ([0-9.]+) frames/s end to end with --detect-every 5, ([0-9.]+) searching every", out)
     assert rate and float(rate.group(1)) > 0 and float(rate.group(2)) > 0, out
 
