@@ -16,8 +16,7 @@ import numpy as np
 
 from benchmarks import common
 from configs import dln as dln_configs
-from pasn_jax import checkpointing, evaluation, parallel, prior_metrics
-from pasn_jax import labels
+from pasn_jax import checkpointing, evaluation, labels, parallel, prior_metrics
 from pasn_jax.data import triplet_pipeline
 from pasn_jax.data.synthetic import plan, prepare, triplets
 from pasn_jax.tasks import dln as dln_task

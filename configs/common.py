@@ -7,7 +7,7 @@ import ml_collections
 # The demo's towers and the smoke tests' tiny ones. DEMO_TOWER (IResNet) is the random prior's two towers (the first
 # wave's demo, kept by the random_prior, folds and scarce_expr variants); DEMO_RESNET_TOWER, the same width and depth
 # as a ResNet, is no_prior's single tower and the trained prior's: its three stages (identity, DLN, PASN) share it,
-# so that a stage's tower fits the next stage's model. On 2 CPU cores it trains 3.4x faster than the IResNet (whose
+# so that a stage's tower fits the next stage's model. On 2 CPU cores it trains 2.6x faster than the IResNet (whose
 # first block runs at full resolution) and its global pooling takes any image size: face identity trains at half
 # PASN's size, as the paper's 112-px face-recognition tower feeds its 224-px PASN, DLN and PASN at PASN's
 # (README, "Demo results").

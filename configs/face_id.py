@@ -52,7 +52,7 @@ def _demo(c):
     c.data.augment.update(crop_scale=(0.85, 1.0), color_jitter=0.1)
     common.use_tower(c, common.DEMO_RESNET_TOWER, common.DEMO_FACE_ID_IMAGE_SIZE)
     # The ResNet tower at 32 px, half PASN's size (configs/common.py): verification 0.939 after a 1,000-step schedule,
-    # 0.965 after 2,000 (0.957 at step 1,500), in 1 min 30 s on 2 cores; the IResNet tower reached 0.968 after
+    # 0.965 after 2,000 (0.957 at step 1,500), in 1 min 50 s on 2 cores; the IResNet tower reached 0.968 after
     # 1,000 steps in 2 min 45 s. ArcFace with s = 32, m = 0.3 rather than the paper-scale s = 64, m = 0.5: at 64 px
     # on 1,000 synthetic people of 12 images each (IResNet) the latter verifies 0.83 after 600 steps, the former
     # 0.945; lr 0.2 gave 0.925 and CosFace (s = 32, m = 0.25) 0.936 after 600.

@@ -114,7 +114,7 @@ def generate(out: str, *, people: int, images: int, test_people: int, train_trip
         os.makedirs(os.path.join(tmp, IMAGES_DIR))
         splits = {"train": (range(people), train_triplets), "test": (range(people, people + test_people),
                                                                       test_triplets)}
-        counts, face_labels = {}, {"name": [], "expr": [], "intensity": []}
+        counts, per_face = {}, {"name": [], "expr": [], "intensity": []}
         for split, (persons, count) in splits.items():
             rendered = workers.map_ordered(person_faces, [(seed, p, images, size) for p in persons],
                                            len(persons) * images, processes)
@@ -123,8 +123,8 @@ def generate(out: str, *, people: int, images: int, test_people: int, train_trip
                 for k, (jpeg, expr, intensity) in enumerate(photos):
                     names.append(f"{person:05d}_{k:02d}.jpg")
                     faces.append((person, expr, intensity))
-                    for key, value in zip(face_labels, (names[-1], expr, intensity)):
-                        face_labels[key].append(value)
+                    for key, value in zip(per_face, (names[-1], expr, intensity)):
+                        per_face[key].append(value)
                     with open(os.path.join(tmp, IMAGES_DIR, names[-1]), "wb") as f:
                         f.write(jpeg)
             rng = np.random.default_rng([seed, _STREAM + 100, len(counts)])
@@ -133,7 +133,7 @@ def generate(out: str, *, people: int, images: int, test_people: int, train_trip
                 csv.writer(f).writerows(_rows(rng, triplets, names))
             counts[split] = {"people": len(persons), "faces": len(faces), "triplets": len(triplets),
                              "types": {TYPE_NAMES[k]: sum(t[1] == k for t in triplets) for k in TYPE_NAMES}}
-        np.savez(os.path.join(tmp, LABELS_FILE), **{k: np.asarray(v) for k, v in face_labels.items()})
+        np.savez(os.path.join(tmp, LABELS_FILE), **{k: np.asarray(v) for k, v in per_face.items()})
         marker = {"generator": "pasn_jax.data.synthetic.triplets", "seed": seed, "size": size, **counts,
                   "seconds": round(time.perf_counter() - start, 3)}
         with open(os.path.join(tmp, MARKER_FILE), "w") as f:
