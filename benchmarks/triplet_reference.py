@@ -23,13 +23,13 @@ from pasn_jax.tasks import dln as dln_task
 from pasn_jax.tasks import pasn as pasn_task
 
 
-def _scores(embeddings: np.ndarray, kinds: np.ndarray) -> dict:
-    """Accuracy over all triplets [N, 3, D] and per triplet type (1, 2, 3 classes)."""
-    out = {"all": prior_metrics.triplet_accuracy(embeddings)}
+def _row(name: str, embeddings: np.ndarray, kinds: np.ndarray) -> str:
+    """One printed line: accuracy over all triplets [N, 3, D] and per triplet type (1, 2, 3 classes)."""
+    scores = {"all": prior_metrics.triplet_accuracy(embeddings)}
     for kind in (1, 2, 3):
         if (kinds == kind).any():
-            out[f"{kind}-class"] = prior_metrics.triplet_accuracy(embeddings[kinds == kind])
-    return out
+            scores[f"{kind}-class"] = prior_metrics.triplet_accuracy(embeddings[kinds == kind])
+    return f"  {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
 
 
 def main():
@@ -61,15 +61,14 @@ def main():
             "PASN AU + expression probabilities": np.concatenate([p["au_prob"], p["expr_prob"]], axis=-1)}
     print(f"triplet prediction accuracy on {len(kinds)} test triplets ({data_dir}); chance 1/3")
     for name, embeddings in rows.items():
-        print(f"  {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in _scores(embeddings, kinds).items()))
+        print(_row(name, embeddings, kinds))
     if labels_root:  # the renderer's labels of the same split (ties of the closest pair count as wrong)
         truth = triplets.face_labels(labels_root, "test")
         rows = {"renderer AU intensities": truth["intensity"],
                 "renderer AU occurrence (0/1, the AU task's labels)": truth["intensity"] >= plan.AU_LABEL_THRESHOLD,
                 "renderer expression one-hot": np.eye(labels.NUM_EXPRS)[truth["expr"]]}
         for name, embeddings in rows.items():
-            scores = _scores(embeddings.astype(np.float64), truth["triplet_type"])
-            print(f"  {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+            print(_row(name, embeddings, truth["triplet_type"]))
     if args.dln:  # the DLN stage's own evaluation (tasks/dln.py), on these triplets
         dln_config, dln_model, dln_variables, dln_step = checkpointing.read_trained(args.dln, dln_task.build_model)
         dln_config.eval.split = "test"
