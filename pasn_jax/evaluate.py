@@ -1,6 +1,7 @@
 """`--mode=eval`: restore a checkpoint of a workdir and run its task's evaluator (PASN: the ABAW2 metrics of paper
-§4.2 over a whole split, written to `workdir/eval/<step>/`); `--mode=predict`: PASN's predictions on frames without
-labels (config.predict), written to `workdir/predict/<step>/predictions.csv`."""
+§4.2 over a whole split, written to `workdir/eval/<step>/`, or `eval/<step>/<split>/` for a split other than the
+one training evaluates); `--mode=predict`: PASN's predictions on frames without labels (config.predict), written to
+`workdir/predict/<step>/predictions.csv`."""
 
 import os
 
@@ -40,7 +41,7 @@ def evaluate(config, workdir: str, step: int | None = None) -> evaluation.EvalRe
     result = evaluator.run(variables, step, workdir)
     if jax.process_index() == 0:
         print(task.format_table(result), flush=True)
-        print(f"wrote {evaluation.eval_dir(workdir, step)}", flush=True)
+        print(f"wrote {evaluation.eval_dir(workdir, step, config.eval.get('split'))}", flush=True)
     return result
 
 

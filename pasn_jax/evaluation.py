@@ -1,5 +1,6 @@
 """What every task's evaluator shares: predicting a whole split on the mesh in every process, and the result and
-files of an evaluation (`workdir/eval/<step>/`)."""
+files of an evaluation (`workdir/eval/<step>/`, or `workdir/eval/<step>/<split>/` for a split other than the one the
+workdir evaluates while training)."""
 
 import dataclasses
 import json
@@ -9,7 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 import jax
 import numpy as np
 
-from pasn_jax import faults, parallel
+from pasn_jax import faults, parallel, workdir_config
 
 _STRING_BYTES = 128  # string fields (video names) travel between processes as fixed-width bytes
 
@@ -24,8 +25,14 @@ class EvalResult:
     images: dict = dataclasses.field(default_factory=dict)  # name -> uint8 [H, W, 3], logged to TensorBoard
 
 
-def eval_dir(workdir: str, step: int) -> str:
-    return os.path.join(workdir, "eval", str(step))
+def eval_dir(workdir: str, step: int, split: str | None = None) -> str:
+    """`workdir/eval/<step>/` for the split the workdir evaluates while training (its config.json's eval.split),
+    `workdir/eval/<step>/<split>/` for another: scoring the training split (`--mode=eval --config.eval.split=train`)
+    never replaces the held-out scores of that step."""
+    folder = os.path.join(workdir, "eval", str(step))
+    if split is None or split == workdir_config.read(workdir).get("eval", {}).get("split", split):
+        return folder
+    return os.path.join(folder, split)
 
 
 def predict_split(predict: Callable, variables, batches: Iterable[dict], mesh, host_keys: Sequence[str]) -> dict:

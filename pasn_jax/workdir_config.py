@@ -2,7 +2,8 @@
 (or evaluate) the workdir is refused with the keys that differ.
 
 Layout of a workdir: `config.json`, `checkpoints/<step>/{state,data}` (Orbax, pasn_jax/checkpointing.py),
-`tb/` (TensorBoard events), `eval/<step>/` (evaluation outputs).
+`tb/` (TensorBoard events), `eval/<step>/` (evaluation outputs; `eval/<step>/<split>/` for a split other than
+the one training evaluates).
 """
 
 import json

@@ -55,7 +55,7 @@ def test_eval_of_an_earlier_step_and_of_a_missing_one(smoke_cache, smoke_run):
 
 def test_predict_on_a_tree_without_annotations_matches_eval_on_test(smoke_cache, smoke_run, tmp_path):
     """--mode=predict reads only cropped_aligned/ and a video list: its numbers are eval's on the same frames."""
-    workdir = str(tmp_path / "run")  # a copy: its test-split eval must not replace the shared run's val metrics
+    workdir = str(tmp_path / "run")  # a copy: its predict/ and eval/<step>/test/ stay out of the shared run
     shutil.copytree(smoke_run[0], workdir)
     from configs import abaw
     config = abaw.get_config("smoke")
@@ -75,8 +75,13 @@ def test_predict_on_a_tree_without_annotations_matches_eval_on_test(smoke_cache,
     predicted = read_predictions(path)
     assert sorted(set(predicted["video"])) == sorted(videos) and len(predicted["frame"]) == images
 
-    run_main(smoke_args(workdir, smoke_cache, "--mode=eval", "--config.eval.split=test"))
-    scored = read_predictions(os.path.join(workdir, "eval", str(SMOKE_STEPS), "predictions.csv"))
+    held_out = os.path.join(workdir, "eval", str(SMOKE_STEPS), "metrics.json")
+    val_scores = open(held_out).read()
+    proc = run_main(smoke_args(workdir, smoke_cache, "--mode=eval", "--config.eval.split=test"))
+    # another split's evaluation nests under the step: the validation scores training wrote stay as they were
+    assert f"wrote {os.path.join(workdir, 'eval', str(SMOKE_STEPS), 'test')}" in proc.stdout
+    assert open(held_out).read() == val_scores and json.loads(val_scores)["split"] == "val"
+    scored = read_predictions(os.path.join(workdir, "eval", str(SMOKE_STEPS), "test", "predictions.csv"))
     at = {(v, f): i for i, (v, f) in enumerate(zip(predicted["video"], predicted["frame"]))}
     rows = [at[(v, f)] for v, f in zip(scored["video"], scored["frame"])]  # labelled frames have images
     assert 0 < len(rows) < images  # the tree also holds images without label lines

@@ -125,7 +125,7 @@ class Evaluator:
         result = evaluation.EvalResult(step=step, split=self.split, frames=len(p["dln"]), scores=scores,
                                        chance={"triplet_accuracy": CHANCE_ACCURACY})
         if workdir is not None and jax.process_index() == 0:
-            out_dir = evaluation.eval_dir(workdir, step)
+            out_dir = evaluation.eval_dir(workdir, step, self.split)
             os.makedirs(out_dir, exist_ok=True)
             evaluation.write_json(os.path.join(out_dir, "metrics.json"),
                                   dict(step=step, split=self.split, triplets=result.frames, **scores,

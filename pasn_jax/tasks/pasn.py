@@ -120,7 +120,8 @@ class Evaluator:
         return {k: v[order] for k, v in p.items()}
 
     def run(self, variables, step: int, workdir: str | None = None) -> evaluation.EvalResult:
-        """Predicts, scores, and (process 0, with a workdir) writes eval/<step>/{metrics.json,predictions.csv};
+        """Predicts, scores, and (process 0, with a workdir) writes eval/<step>/{metrics.json,predictions.csv}
+        (evaluation.eval_dir: another split's in eval/<step>/<split>/);
         metrics.json holds the scores, and under "chance" those of trivial predictors on the same frames."""
         source = folds.split_source(self.data_dir, self.split, self.config.data)
         p = self.predict(variables, source)
@@ -130,7 +131,7 @@ class Evaluator:
                                        chance=metrics.chance_metrics(p["au"], p["expr"], p["va"]),
                                        images=self.pictures(variables, p, source))
         if workdir is not None and jax.process_index() == 0:
-            out_dir = evaluation.eval_dir(workdir, step)
+            out_dir = evaluation.eval_dir(workdir, step, self.split)
             os.makedirs(out_dir, exist_ok=True)
             predictions.write_predictions(os.path.join(out_dir, "predictions.csv"), p)
             evaluation.write_json(os.path.join(out_dir, "metrics.json"),
