@@ -68,6 +68,9 @@ def _demo(c):
     # over seeds after 800 steps. At 64 px with the IResNet: Adam (FECNet's optimizer) at 1e-3 reaches 0.465 after 800
     # steps, the same from a random f_id (0.463); SGD at lr 0.01 left it at 0.42-0.47 after 400-1,000 steps; at
     # 3e-3: 0.535 after 800 and 0.62 after 2,400 (its training loss still falling: the triplets teach slowly).
+    # At 48 px a step costs 0.6x as much: 3,200 steps there (the same time) order 0.58-0.67 of the test triplets
+    # (4 runs), but PASN at 64 px gains less from that f_expr: S_AU / S_EXPR / S_VA 0.649 / 0.460 / 0.578 over the
+    # 3 seeds of launch/prior_seeds.sh, against 0.705 / 0.533 / 0.610 from this stage (0.512) on the same machine.
     c.optim.update(name="adam", lr=1e-3, t0_steps=1_600, t_mult=1.0, warmup_steps=40)
 
 
