@@ -71,6 +71,8 @@ def _demo(c):
     # At 48 px a step costs 0.6x as much: 3,200 steps there (the same time) order 0.58-0.67 of the test triplets
     # (4 runs), but PASN at 64 px gains less from that f_expr: S_AU / S_EXPR / S_VA 0.649 / 0.460 / 0.578 over the
     # 3 seeds of launch/prior_seeds.sh, against 0.705 / 0.533 / 0.610 from this stage (0.512) on the same machine.
+    # There, lr 2e-3 ordered 0.534, 3e-3 with 400 warm-up steps 0.523, 5e-4 0.459: 1e-3 is within the noise of the
+    # best. Four times the steps make the better prior (README, "Demo results"), at twice the demo's time.
     c.optim.update(name="adam", lr=1e-3, t0_steps=1_600, t_mult=1.0, warmup_steps=40)
 
 
