@@ -30,9 +30,8 @@ def eval_dir(workdir: str, step: int, split: str | None = None) -> str:
     `workdir/eval/<step>/<split>/` for another: scoring the training split (`--mode=eval --config.eval.split=train`)
     never replaces the held-out scores of that step."""
     folder = os.path.join(workdir, "eval", str(step))
-    if split is None or split == workdir_config.read(workdir).get("eval", {}).get("split", split):
-        return folder
-    return os.path.join(folder, split)
+    held_out = split is None or split == workdir_config.read(workdir)["eval"].get("split")
+    return folder if held_out else os.path.join(folder, split)
 
 
 def predict_split(predict: Callable, variables, batches: Iterable[dict], mesh, host_keys: Sequence[str]) -> dict:
