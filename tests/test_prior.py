@@ -162,6 +162,9 @@ def test_demo_configs_share_one_tower():
     configs = [abaw.get_config("demo"), dln_config.get_config("demo"), face_id_config.get_config("demo")]
     resnet = {k: tuple(v) if k == "layers" else v for k, v in common.DEMO_RESNET_TOWER.items()}
     assert all(fields(c) == resnet for c in configs) and fields(abaw.get_config("demo,no_prior")) == resnet
+    long = dln_config.get_config("demo_long")  # the demo's DLN trained longer: a prior for the same PASN
+    assert fields(long) == resnet and long.data.image_size == common.DEMO_IMAGE_SIZE
+    assert long.num_steps == 2 * long.optim.t0_steps > configs[1].num_steps and long.model.weights.f_id
     assert fields(abaw.get_config("demo,random_prior"))["backbone"] == common.DEMO_TOWER["backbone"] == "iresnet18"
     # DLN and PASN at the demo's size, face identity at half of it (ResNet's global pooling takes either)
     assert [c.data.image_size for c in configs] == [common.DEMO_IMAGE_SIZE] * 2 + [common.DEMO_FACE_ID_IMAGE_SIZE]
