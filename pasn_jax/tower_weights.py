@@ -15,6 +15,7 @@ import jax
 import numpy as np
 
 from pasn_jax import checkpointing, parallel, workdir_config
+from pasn_jax.data import device_augment
 from pasn_jax.train_state import init_variables
 from pasn_jax.models import initialise, torch_import, towers
 
@@ -136,7 +137,8 @@ def initial_prior_variables(model, config, rng, mesh, identity_batches: Callable
     measured = []
     if count:
         batches = identity_batches()
-        measured = [images(parallel.global_batch(next(batches), mesh)["image"]) for _ in range(count)]
+        measured = [images(device_augment.prepare(parallel.global_batch(next(batches), mesh))["image"])
+                    for _ in range(count)]
     variables = initialise.initial_variables(model, variables, trained=trained, identity_images=measured,
                                              expr_from_id=config.model.init_expr_from_id)
     return variables, sum(x.shape[0] for x in measured)

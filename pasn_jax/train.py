@@ -5,7 +5,8 @@ with which loss and evaluator) -> input -> model, optimizer and the jitted step 
 log, checkpoint, evaluate). The step is data parallel: one `Mesh` over all devices of all processes, the batch split
 on `data`, the state replicated and donated. A step whose loss or gradient is not finite leaves the state untouched
 and is counted; `max_nonfinite_in_a_row` of them in a row stop the run, with the last checkpoint intact. A
-preemption signal checkpoints the current step and stops (pasn_jax/preemption.py).
+preemption signal checkpoints the current step and stops (pasn_jax/preemption.py). The images reach the step as
+uint8 and are augmented there (pasn_jax/data/device_augment.py).
 """
 
 import functools
@@ -17,6 +18,7 @@ import optax
 
 from pasn_jax import (checkpointing, config_checks, evaluation, faults, parallel, preemption, tasks, train_state,
                       workdir_config)
+from pasn_jax.data import device_augment
 from pasn_jax.progress import duration
 from pasn_jax.train_log import Logger, MetricsWindow
 
@@ -31,6 +33,7 @@ def train_step(loss, optimizer, schedule, state, batch, rng):
     applied (the schedule at the optimizer's own count: skipped steps do not advance it), the preemption flag
     reduced over all devices and the training records that were skipped as unreadable."""
     dropout_rng = jax.random.fold_in(rng, state.step)
+    batch = device_augment.prepare(batch)
 
     def objective(params):
         total, task_metrics, batch_stats = loss({"params": params, "batch_stats": state.batch_stats}, batch,
@@ -152,7 +155,7 @@ def _train_and_evaluate(config, workdir: str, request: preemption.PreemptionRequ
     faults.kill_if_armed("start")
     while step < config.num_steps:
         local = next(train_iter)
-        local = {k: local[k] for k in task.BATCH_KEYS} | {
+        local = {k: local[k] for k in (*task.BATCH_KEYS, *device_augment.AUGMENT_FIELDS) if k in local} | {
             "preempt": np.full(local_batch_size, request.requested, np.int32),
             "bad": np.asarray(local.get("bad", np.zeros(local_batch_size)), np.int32)}
         state, step_metrics = step_fn(state, parallel.global_batch(local, mesh), rng)

@@ -10,18 +10,23 @@ import pytest
 import simplejpeg
 
 from conftest import TINY_TREE
-from pasn_jax.data import affwild2, pipeline, shards, train_stream
+from pasn_jax.data import affwild2, device_augment, pipeline, shards, train_stream
 
 SIZE = TINY_TREE["size"]
 NO_AUGMENT = dict(random_resized_crop=False, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), hflip=False,
                   color_jitter=0.0)
 AUGMENT = dict(random_resized_crop=True, crop_scale=(0.6, 1.0), crop_ratio=(0.8, 1.25), hflip=True,
                color_jitter=0.3)
-TRAIN_KEYS = {"image", "au", "au_mask", "expr", "expr_mask", "va", "va_mask", "identity", "bad"}
+TRAIN_KEYS = {"image", "flip", "jitter", "au", "au_mask", "expr", "expr_mask", "va", "va_mask", "identity", "bad"}
 
 
 def _normalised_jpeg(data: bytes) -> np.ndarray:
     return (simplejpeg.decode_jpeg(data, colorspace="RGB").astype(np.float32) / 255 - 0.5) / 0.5
+
+
+def _on_device(batch: dict) -> np.ndarray:
+    """A train batch's images as the step sees them (device_augment)."""
+    return np.asarray(device_augment.prepare(batch)["image"])
 
 
 def _check_masks(batch):
@@ -93,7 +98,8 @@ def test_train_is_deterministic_for_a_seed_and_differs_across_seeds(synthetic_sh
     for a, b in zip(first, again):
         _assert_same(a, b)
     assert first[0].keys() == TRAIN_KEYS
-    assert first[0]["image"].shape == (6, 32, 32, 3)
+    assert first[0]["image"].shape == (6, 32, 32, 3) and first[0]["image"].dtype == np.uint8
+    assert first[0]["flip"].shape == (6,) and first[0]["jitter"].shape == (6, 3)
     assert first[0]["au"].shape == (6, 12) and first[0]["va"].shape == (6, 2) and first[0]["expr"].shape == (6,)
     for b in first:
         _check_masks(b)
@@ -134,7 +140,9 @@ def test_two_processes_get_disjoint_shares_that_cover_the_split(synthetic_shards
         batch = next(iterator)
         for i, key in enumerate(keys[:4]):
             record = source[key]
-            np.testing.assert_allclose(batch["image"][i], _normalised_jpeg(record["image"]), atol=1e-6)
+            np.testing.assert_array_equal(batch["image"][i], simplejpeg.decode_jpeg(record["image"],
+                                                                                    colorspace="RGB"))
+            np.testing.assert_allclose(_on_device(batch)[i], _normalised_jpeg(record["image"]), atol=1e-6)
             np.testing.assert_array_equal(batch["au"][i], record["au"])
             assert batch["expr"][i] == record["expr"]
             np.testing.assert_array_equal(batch["va"][i], record["va"])
@@ -162,23 +170,34 @@ def test_augmentation_changes_pixels_but_not_labels(synthetic_shards):
     augmented = _batches(train_stream.train_dataset(synthetic_shards, batch_size=8, image_size=32, seed=4,
                                                 augment=AUGMENT, shard_index=0, shard_count=1), 2)
     for a, b in zip(plain, augmented):
-        for k in TRAIN_KEYS - {"image"}:
+        for k in TRAIN_KEYS - {"image", "flip", "jitter"}:
             np.testing.assert_array_equal(a[k], b[k])
-        assert np.abs(a["image"] - b["image"]).mean() > 0.02
-        assert -1 <= b["image"].min() and b["image"].max() <= 1
+        assert not a["flip"].any() and (a["jitter"] == 1).all()
+        assert 0 < b["flip"].sum() < 8 and ((0.7 <= b["jitter"]) & (b["jitter"] <= 1.3)).all()
+        a_image, b_image = _on_device(a), _on_device(b)
+        assert np.abs(a_image - b_image).mean() > 0.02
+        assert -1 <= b_image.min() and b_image.max() <= 1
 
 
-def test_colour_jitter_matches_sequential_brightness_contrast_saturation():
+def test_device_flip_and_colour_jitter_match_sequential_brightness_contrast_saturation():
+    """device_augment against the three adjustments applied one after another in float64, per image of a batch
+    [2, 3] of images (a triplet batch's layout), mirrored where asked; plain normalisation where left alone."""
     rng = np.random.default_rng(0)
-    image = rng.integers(60, 190, (9, 7, 3)).astype(np.uint8)
-    b, c, s = 1.1, 0.8, 1.3
+    images = rng.integers(0, 256, (2, 3, 9, 7, 3)).astype(np.uint8)
+    flip = np.array([[True, False, False], [False, True, False]])
+    jitter = np.array([[[1.1, 0.8, 1.3], [0.9, 1.2, 0.7], [1.0, 1.0, 1.0]],
+                       [[0.75, 1.25, 1.0], [1.2, 0.9, 1.25], [1.0, 1.0, 1.0]]], np.float32)
     grey = lambda x: x @ np.array([0.299, 0.587, 0.114])
-    x = image.astype(np.float64) * b
-    x = c * x + (1 - c) * grey(x).mean()
-    x = s * x + (1 - s) * grey(x)[..., None]
-    expected = (np.clip(x, 0, 255) / 255 - 0.5) / 0.5
-    np.testing.assert_allclose(pipeline._normalise(image, b, c, s), expected, atol=1e-5)
-    np.testing.assert_allclose(pipeline._normalise(image), (image / 255 - 0.5) / 0.5, atol=1e-6)
+    got = np.asarray(device_augment.augment(images, flip, jitter))
+    for index in np.ndindex(flip.shape):
+        x = images[index].astype(np.float64)[:, ::-1] if flip[index] else images[index].astype(np.float64)
+        b, c, s = jitter[index].astype(np.float64)
+        x = x * b
+        x = c * x + (1 - c) * grey(x).mean()
+        x = s * x + (1 - s) * grey(x)[..., None]
+        expected = (np.clip(x, 0, 255) / 255 - 0.5) / 0.5
+        np.testing.assert_allclose(got[index], expected, atol=2e-6, err_msg=str(index))
+    np.testing.assert_allclose(got[0, 2], (images[0, 2] / 255 - 0.5) / 0.5, atol=1e-6)
 
 
 def test_random_crop_boxes_respect_scale_and_ratio():

@@ -1,12 +1,15 @@
 """grain input pipelines over the shards (ARCHITECTURE.md, "Data flow").
 
-train: decode, augment (random resized crop, horizontal flip, colour jitter), resize, normalise (the stream that
-orders and batches them: pasn_jax/data/train_stream.py).
-eval: every record of this process's share once, in stored (video, frame) order, padded to equal batch counts.
+train: decode, random resized crop and resize on the host, which ships uint8 pixels with each image's horizontal
+flip and colour-jitter factors drawn from the stream's random numbers; the devices apply them and normalise
+(pasn_jax/data/device_augment.py; the stream that orders and batches the examples: pasn_jax/data/train_stream.py).
+eval: every record of this process's share once, in stored (video, frame) order, padded to equal batch counts,
+decoded, resized and normalised on the host.
 
-A batch is a dict of numpy arrays: image [B,H,W,3] float32 normalised as (x/255 - 0.5)/0.5; au [B,12] int32
-(-1 kept), au_mask [B,12] float32; expr [B] int32 (-1 kept), expr_mask [B]; va [B,2] float32 (-5 kept), va_mask
-[B] (both annotated). Eval batches add video [B] str, frame [B] int32 and valid [B] bool.
+A batch is a dict of numpy arrays: image [B,H,W,3] (train: uint8, with flip [B] bool and jitter [B,3] float32;
+eval: float32 normalised as (x/255 - 0.5)/0.5); au [B,12] int32 (-1 kept), au_mask [B,12] float32; expr [B] int32
+(-1 kept), expr_mask [B]; va [B,2] float32 (-5 kept), va_mask [B] (both annotated). Eval batches add video [B]
+str, frame [B] int32 and valid [B] bool.
 """
 
 import dataclasses
@@ -19,9 +22,8 @@ import simplejpeg
 from PIL import Image
 
 from pasn_jax import labels
-from pasn_jax.data import shards
+from pasn_jax.data import device_augment, shards
 
-_GREY = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601 luma weights, as PIL's "L" conversion
 _CROP_ATTEMPTS = 10
 # A record read is one pread + CRC check + parse: one reader thread overlaps it with decoding, while grain's
 # default of 16 threads only contends for the GIL (measured on 2 cores at 112 px: 1,887 vs 1,436 img/s).
@@ -107,40 +109,28 @@ def _random_crop_box(rng: np.random.Generator, height: int, width: int, scale, r
     return x0, y0, x0 + w, y0 + h
 
 
-def _normalise(image: np.ndarray, brightness=1.0, contrast=1.0, saturation=1.0) -> np.ndarray:
-    """uint8 [H,W,3] -> float32 (x/255 - 0.5)/0.5, after brightness, contrast and saturation factors.
-
-    brightness b, then contrast c around the mean grey m, then saturation t towards the per-pixel grey g:
-    out = t c b x + (1 - t) c b g(x) + (1 - c) m, clipped to [0, 255] once at the end (folded into the
-    normalisation as a clip to [-1, 1]).
-    """
+def _normalise(image: np.ndarray) -> np.ndarray:
+    """uint8 [H,W,3] -> float32 (x/255 - 0.5)/0.5."""
     x = image.astype(np.float32)
-    if brightness == contrast == saturation == 1.0:
-        x *= np.float32(1 / 127.5)
-        x -= np.float32(1.0)
-        return x
-    grey = x @ _GREY  # [H, W]
-    mean = brightness * float(grey.mean())
-    grey *= np.float32((1 - saturation) * contrast * brightness / 127.5)
-    grey += np.float32((1 - contrast) * mean / 127.5 - 1.0)
-    x *= np.float32(saturation * contrast * brightness / 127.5)
-    x += grey[..., None]
-    return np.clip(x, -1.0, 1.0, out=x)
+    x *= np.float32(1 / 127.5)
+    x -= np.float32(1.0)
+    return x
 
 
 def augmented_image(data: bytes, rng: np.random.Generator, image_size: int, augment: Augment,
-                    where: str = "image") -> np.ndarray:
-    """A JPEG decoded, randomly cropped and resized, maybe flipped, colour-jittered and normalised. [S, S, 3]"""
+                    where: str = "image") -> dict:
+    """A JPEG decoded, randomly cropped and resized: {'image': uint8 [S, S, 3], 'flip': bool, 'jitter': float32
+    [3]}, the flip and the brightness, contrast and saturation factors drawn for the device to apply
+    (device_augment.augment)."""
     image = _decode(data, where)
     height, width = image.shape[:2]
     a = augment
     box = (_random_crop_box(rng, height, width, a.crop_scale, a.crop_ratio) if a.random_resized_crop
            else (0, 0, width, height))
-    image = _resize(image, box, image_size)
-    if a.hflip and rng.random() < 0.5:
-        image = image[:, ::-1]
+    flip = bool(a.hflip and rng.random() < 0.5)
     factors = rng.uniform(1 - a.color_jitter, 1 + a.color_jitter, 3) if a.color_jitter else (1.0, 1.0, 1.0)
-    return _normalise(image, *factors)
+    return {"image": np.ascontiguousarray(_resize(image, box, image_size)), "flip": np.bool_(flip),
+            "jitter": np.asarray(factors, np.float32)}
 
 
 def plain_pixels(image: np.ndarray, image_size: int) -> np.ndarray:
@@ -160,22 +150,29 @@ def missing_labels() -> dict:
 
 
 class TrainTransform(grain.transforms.RandomMap):
-    """frame record -> augmented example: decode, random resized crop, flip, colour jitter, resize, normalise.
-    `bad` is 0; with `skip_bad`, a record whose image does not decode becomes a blank example without labels
-    (`bad` 1: it adds nothing to any loss) instead of stopping training."""
+    """frame record -> train example: uint8 pixels decoded, randomly cropped and resized, with the flip and colour
+    jitter the device applies (`augmented_image`). `bad` is 0; with `skip_bad`, a record whose image does not
+    decode becomes a mid-grey example without labels (`bad` 1: it adds nothing to any loss) instead of stopping
+    training."""
 
     def __init__(self, image_size: int, augment: Augment, skip_bad: bool = False):
         self.image_size, self.augment, self.skip_bad = image_size, augment, skip_bad
 
     def random_map(self, record: Mapping, rng: np.random.Generator) -> dict:
         try:
-            image = augmented_image(record["image"], rng, self.image_size, self.augment, record.get("where", "image"))
+            example = augmented_image(record["image"], rng, self.image_size, self.augment,
+                                      record.get("where", "image"))
         except shards.ShardError:
             if not self.skip_bad:
                 raise
-            return {"image": np.zeros((self.image_size, self.image_size, 3), np.float32), **missing_labels(),
-                    "bad": np.int32(1)}
-        return {"image": image, **label_arrays(record), "bad": np.int32(0)}
+            return {**blank_images((), self.image_size), **missing_labels(), "bad": np.int32(1)}
+        return {**example, **label_arrays(record), "bad": np.int32(0)}
+
+
+def blank_images(shape: tuple[int, ...], image_size: int) -> dict:
+    """Mid-grey uint8 train images of leading shape `shape`, left as they are (an unreadable record's stand-in)."""
+    return {"image": np.full(shape + (image_size, image_size, 3), 128, np.uint8),
+            **device_augment.no_augmentation(shape)}
 
 
 class EvalTransform(grain.transforms.Map):

@@ -1,8 +1,9 @@
 """grain pipelines over triplet shards (expression-similarity triplets, the data of DLN, paper §3.2).
 
-A batch: image [B, 3, S, S, 3] float32 normalised as the frame pipeline's (faces 0 and 1 the most similar pair,
-face 2 the odd one out), triplet_type [B] int32 (1, 2 or 3 classes); eval batches add valid [B] bool. In training
-each face is augmented on its own (crop, flip, colour jitter).
+A batch: image [B, 3, S, S, 3] (faces 0 and 1 the most similar pair, face 2 the odd one out), triplet_type [B]
+int32 (1, 2 or 3 classes); eval batches add valid [B] bool. As in the frame pipeline, train images are uint8 with
+flip [B, 3] and jitter [B, 3, 3] (each face augmented on its own; the devices apply them), eval images float32
+normalised on the host.
 """
 
 from collections.abc import Mapping
@@ -23,14 +24,13 @@ class TripletTrainTransform(grain.transforms.RandomMap):
     def random_map(self, record: Mapping, rng: np.random.Generator) -> dict:
         where = record.get("where", "triplet")
         try:
-            faces = [pipeline.augmented_image(data, rng, self.image_size, self.augment, where)
-                     for data in record["images"]]
+            faces = pipeline.stack([pipeline.augmented_image(data, rng, self.image_size, self.augment, where)
+                                    for data in record["images"]])
         except shards.ShardError:
             if not self.skip_bad:
                 raise
-            blank = np.zeros((3, self.image_size, self.image_size, 3), np.float32)
-            return {"image": blank, "triplet_type": np.int32(1), "bad": np.int32(1)}
-        return {"image": np.stack(faces), "triplet_type": np.int32(record["triplet_type"]), "bad": np.int32(0)}
+            return {**pipeline.blank_images((3,), self.image_size), "triplet_type": np.int32(1), "bad": np.int32(1)}
+        return {**faces, "triplet_type": np.int32(record["triplet_type"]), "bad": np.int32(0)}
 
 
 class TripletEvalTransform(grain.transforms.Map):
