@@ -37,26 +37,34 @@ def eval_dir(workdir: str, step: int, split: str | None = None) -> str:
 def predict_split(predict: Callable, variables, batches: Iterable[dict], mesh, host_keys: Sequence[str]) -> dict:
     """Runs `predict(variables, images)` (jitted over the mesh, replicated output) on every batch of this process's
     share of a split and returns, in every process, the predictions and the `host_keys` fields of all processes'
-    examples whose `valid` is True, as host numpy arrays (batches in process order; string fields as str)."""
-    parts = []
-    for number, local in enumerate(batches):
+    examples whose `valid` is True, as host numpy arrays (batches in process order; string fields as str). The
+    predictions stay on the devices until the last batch is dispatched, then come over in one fetch; the host
+    fields of all processes in one gather."""
+    predictions, local = [], []
+    for number, batch in enumerate(batches):
         if number == 1:
             faults.kill_if_armed("eval")
-        images = parallel.global_batch({"image": local["image"]}, mesh)["image"]
-        predictions = jax.device_get(predict(variables, images))
-        host, strings = {}, []
-        for key in (*host_keys, "valid"):
-            value = np.asarray(local[key])
-            if value.dtype.kind in "US":
-                strings.append(key)
-                value = value.astype(f"S{_STRING_BYTES}").view(np.uint8).reshape(-1, _STRING_BYTES)
-            host[key] = value
-        host = parallel.gather_to_host(host)
-        keep = host.pop("valid").astype(bool)
-        for key in strings:
-            host[key] = np.ascontiguousarray(host[key]).view(f"S{_STRING_BYTES}")[:, 0].astype(str)
-        parts.append({k: v[keep] for k, v in {**predictions, **host}.items()})
-    return {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
+        images = parallel.global_batch({"image": batch["image"]}, mesh)["image"]
+        predictions.append(predict(variables, images))
+        local.append({key: np.asarray(batch[key]) for key in (*host_keys, "valid")})
+    predictions = jax.device_get(predictions)
+    host, strings = {}, []
+    for key in local[0]:
+        value = np.stack([part[key] for part in local])  # [batches, local batch, ...]
+        if value.dtype.kind in "US":
+            strings.append(key)
+            value = value.astype(f"S{_STRING_BYTES}").view(np.uint8).reshape(value.shape + (_STRING_BYTES,))
+        host[key] = value
+    # All processes' [batches, local batch, ...], stacked by process, in the predictions' order: batch by batch,
+    # each batch in process order.
+    shapes = {k: v.shape for k, v in host.items()}
+    host = {k: np.swapaxes(v.reshape((-1,) + shapes[k]), 0, 1).reshape((-1,) + shapes[k][2:])
+            for k, v in parallel.gather_to_host(host).items()}
+    keep = host.pop("valid").astype(bool)
+    for key in strings:
+        host[key] = np.ascontiguousarray(host[key]).view(f"S{_STRING_BYTES}")[..., 0].astype(str)
+    merged = {k: np.concatenate([p[k] for p in predictions]) for k in predictions[0]}
+    return {k: v[keep] for k, v in {**merged, **host}.items()}
 
 
 def write_text(path: str, text: str) -> None:

@@ -5,6 +5,9 @@ state are replicated. Each process feeds its own share of the batch (grain shard
 `jax.make_array_from_process_local_data` stitches the shares into one global array.
 """
 
+import collections
+from collections.abc import Iterator
+
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
@@ -40,6 +43,17 @@ def global_batch(local_batch: dict, mesh: Mesh) -> dict:
     sharding = batch_sharding(mesh)
     return {k: jax.make_array_from_process_local_data(sharding, v)
             for k, v in local_batch.items() if v.dtype.kind in "biuf"}
+
+
+def prefetch_to_devices(local_batches: Iterator[dict], mesh: Mesh, size: int) -> Iterator[dict]:
+    """`global_batch` of each process-local batch, put on the devices `size` batches ahead of the one yielded, so
+    that the copies run while the devices compute."""
+    queue = collections.deque()
+    for local in local_batches:
+        queue.append(global_batch(local, mesh))
+        if len(queue) > size:
+            yield queue.popleft()
+    yield from queue
 
 
 def gather_to_host(local_arrays: dict) -> dict:

@@ -2,9 +2,10 @@
 `--signal=USR1@90`) asks the training loop to checkpoint the current step and exit; a second one ends the process
 at once (the signal's default action).
 
-With several processes only some receive the signal: each process feeds its flag into the next train step (a
-`preempt` field of the batch), the step reduces it over all devices, and every process reads the result with that
-step's metrics, one step later: all agree on the step they save.
+A single process stops at the step it is at. With several processes only some receive the signal: each process
+feeds its flag into every train step (a `preempt` field of the batch), the step reduces it over all devices, and
+every process reads the result with the step metrics of the next log line (pasn_jax/train_log.py): all agree on
+the step they save.
 """
 
 import os

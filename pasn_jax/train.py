@@ -4,9 +4,9 @@ Sections, in order: config checks, mesh and workdir guard -> task (`config.task`
 with which loss and evaluator) -> input -> model, optimizer and the jitted step -> restore or init -> loop (step,
 log, checkpoint, evaluate). The step is data parallel: one `Mesh` over all devices of all processes, the batch split
 on `data`, the state replicated and donated. A step whose loss or gradient is not finite leaves the state untouched
-and is counted; `max_nonfinite_in_a_row` of them in a row stop the run, with the last checkpoint intact. A
-preemption signal checkpoints the current step and stops (pasn_jax/preemption.py). The images reach the step as
-uint8 and are augmented there (pasn_jax/data/device_augment.py).
+and is counted; `max_nonfinite_in_a_row` of them in a row stop the run at the next log line, with the last
+checkpoint intact. A preemption signal checkpoints the current step and stops (pasn_jax/preemption.py). The images
+reach the step as uint8 and are augmented there (pasn_jax/data/device_augment.py).
 """
 
 import functools
@@ -23,8 +23,16 @@ from pasn_jax.progress import duration
 from pasn_jax.train_log import Logger, MetricsWindow
 
 
+PREFETCH = 2  # train batches on their way to the devices while a step runs
+
+
 class NonFiniteLossError(RuntimeError):
     pass
+
+
+def _bad_records(local: dict, batch_size: int) -> np.ndarray:
+    """The batch's flags of records skipped as unreadable (0 where the task's data cannot have any)."""
+    return np.asarray(local.get("bad", np.zeros(batch_size)), np.int32)
 
 
 def train_step(loss, optimizer, schedule, state, batch, rng):
@@ -130,16 +138,17 @@ def _train_and_evaluate(config, workdir: str, request: preemption.PreemptionRequ
         logger.info(task.format_table(result))
         return result
 
-    def observe(step_metrics):
-        """Stops on too many non-finite steps in a row, or on a preemption every process has now seen."""
-        if step_metrics is None:
-            return
-        if step_metrics["nonfinite_in_a_row"] >= config.max_nonfinite_in_a_row:
+    def stop_if_asked(mean: dict | None = None):
+        """Stops on too many non-finite steps in a row in the window just logged, or on a preemption: with one
+        process at once, with several at the log line where every process has seen the flag (`mean`'s max_preempt:
+        the flag each process fed into the steps, reduced over all devices), so that all save the same step."""
+        if mean is not None and mean["max_nonfinite_in_a_row"] >= config.max_nonfinite_in_a_row:
             ckpt.close()
             raise NonFiniteLossError(
                 f"stopped at step {step}: {config.max_nonfinite_in_a_row} non-finite losses or gradients in a row; "
                 f"the last good checkpoint is step {ckpt.latest_step()} in {ckpt.directory}")
-        if step_metrics["preempt"]:
+        alone = jax.process_count() == 1 and request.requested
+        if alone or (mean is not None and mean["max_preempt"]):
             if saved != step:
                 ckpt.save(step, state)
             ckpt.close()
@@ -150,22 +159,25 @@ def _train_and_evaluate(config, workdir: str, request: preemption.PreemptionRequ
         logger.info(f"{workdir} is already trained to step {step} (num_steps {config.num_steps}); evaluating it")
         result = run_eval(step)
 
-    # Loop: step -> log -> checkpoint -> evaluate.
+    # Loop: step -> log -> checkpoint -> evaluate. The host dispatches steps without waiting for them: batches go to
+    # the devices PREFETCH steps ahead, and the step metrics come back once per log line (MetricsWindow).
+    batch_keys = (*task.BATCH_KEYS, *device_augment.AUGMENT_FIELDS)
+    device_batches = parallel.prefetch_to_devices(
+        ({k: local[k] for k in batch_keys if k in local} | {"bad": _bad_records(local, local_batch_size)}
+         for local in train_iter), mesh, PREFETCH)
     window = MetricsWindow(counted=("bad_records",))
     faults.kill_if_armed("start")
     while step < config.num_steps:
-        local = next(train_iter)
-        local = {k: local[k] for k in (*task.BATCH_KEYS, *device_augment.AUGMENT_FIELDS) if k in local} | {
-            "preempt": np.full(local_batch_size, request.requested, np.int32),
-            "bad": np.asarray(local.get("bad", np.zeros(local_batch_size)), np.int32)}
-        state, step_metrics = step_fn(state, parallel.global_batch(local, mesh), rng)
+        flag = parallel.global_batch({"preempt": np.full(local_batch_size, request.requested, np.int32)}, mesh)
+        state, step_metrics = step_fn(state, next(device_batches) | flag, rng)
         step += 1
         faults.kill_if_armed("step")
-        observe(window.push(step_metrics))
+        window.push(step_metrics)
+        stop_if_asked()
 
         if step % config.log_every == 0 or step == config.num_steps:
             mean, last, seconds_per_step = window.summary(config.batch_size * task.IMAGES_PER_EXAMPLE)
-            observe(last)
+            stop_if_asked(mean)
             logger.scalars(step, mean, "train")
             logger.info(_log_line(step, config.num_steps, mean, last, seconds_per_step))
         if step % config.checkpoint_every == 0 or step == config.num_steps:

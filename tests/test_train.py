@@ -106,3 +106,41 @@ def test_identity_tower_starts_from_a_pytorch_file_and_stays_frozen(smoke_cache,
     expr_kernel = state.params["prior"]["f_expr"]["conv1"]["kernel"]
     id_kernel = state.params["prior"]["f_id"]["conv1"]["kernel"]
     assert 0 < np.max(np.abs(expr_kernel - id_kernel)) < 0.5 * np.max(np.abs(id_kernel))  # 3 steps from f_id
+
+
+def test_the_steady_state_loop_fetches_once_per_log_line(smoke_cache, tmp_path, monkeypatch):
+    """Between two log lines (no checkpoint, no evaluation) the host brings device values over once, through
+    train_log.fetch, and reads no other device value: every `np.asarray`, `float()` or `jax.device_get` of a
+    jax.Array goes through ArrayImpl._value, counted here against the leaves `fetch` brought."""
+    from jax._src.array import ArrayImpl
+
+    from configs import abaw
+    from pasn_jax import train, train_log
+
+    config = abaw.get_config("smoke")
+    config.data.synthetic.cache_dir = smoke_cache
+    config.num_steps, config.log_every, config.checkpoint_every, config.eval_every = 12, 4, 1000, 1000
+    reads, leaves, marks = [0], [0], []
+    value = ArrayImpl._value
+
+    def counted_value(array):
+        reads[0] += 1
+        return value.fget(array)
+
+    def counted_fetch(tree, fetch=train_log.fetch):
+        leaves[0] += len(jax.tree.leaves(tree))
+        return fetch(tree)
+
+    def marked_scalars(logger, step, values, prefix, scalars=train_log.Logger.scalars):
+        if prefix == "train":
+            marks.append((step, train_log.fetches, leaves[0], reads[0]))
+        scalars(logger, step, values, prefix)
+
+    monkeypatch.setattr(ArrayImpl, "_value", property(counted_value))
+    monkeypatch.setattr(train_log, "fetch", counted_fetch)
+    monkeypatch.setattr(train_log.Logger, "scalars", marked_scalars)
+    train.train_and_evaluate(config, str(tmp_path / "run"))
+    (step_a, fetches_a, leaves_a, reads_a), (step_b, fetches_b, leaves_b, reads_b) = marks[:2]
+    assert (step_a, step_b) == (4, 8)
+    assert fetches_b - fetches_a == 1
+    assert leaves_b - leaves_a > 10 and reads_b - reads_a == leaves_b - leaves_a
