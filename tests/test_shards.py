@@ -4,7 +4,10 @@ detection of truncated, bit-flipped and half-written shards."""
 import json
 import os
 import shutil
+import subprocess
+import sys
 
+import google_crc32c
 import numpy as np
 import pytest
 from tensorboardX.record_writer import RecordWriter
@@ -13,6 +16,7 @@ from tensorflow_datasets.proto import tf_example_pb2
 from pasn_jax.data import affwild2, convert, crc32c, shards
 from pasn_jax.data.synthetic import tree as synthetic
 from pasn_jax.data.synthetic.prepare import prepare_synthetic
+from runs import REPO
 
 
 def _crc32c_bitwise(data: bytes) -> int:
@@ -25,13 +29,36 @@ def _crc32c_bitwise(data: bytes) -> int:
     return crc ^ 0xFFFFFFFF
 
 
+def _mask(crc: int) -> int:
+    """TFRecord's mask, written out: rotate right by 15 bits, add 0xA282EAD8, modulo 2**32."""
+    return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + 0xA282EAD8) & 0xFFFFFFFF
+
+
 def test_crc32c_check_value_and_bitwise_reference():
     assert crc32c.crc32c(b"123456789") == 0xE3069283
     assert crc32c.crc32c(b"") == 0
     rng = np.random.default_rng(0)
-    for n in [1, 3, 4, 5, 63, 64, 65, 255, 256, 257, 1000, 4096, 9000]:
+    for n in [0, 1, 3, 4, 5, 8, 63, 64, 65, 255, 256, 257, 1000, 4096, 9000, 20_001, *rng.integers(2, 3000, 5)]:
         data = rng.integers(0, 256, n, dtype=np.uint8).tobytes()
         assert crc32c.crc32c(data) == _crc32c_bitwise(data), n
+        assert crc32c.masked_crc32c(data) == _mask(_crc32c_bitwise(data)), n
+
+
+def test_masked_crc32c_hand_computed():
+    # 0xE3069283 rotated right by 15 bits is 0x2507C60D; + 0xA282EAD8 is 0xC78AB0E5 (mod 2**32)
+    assert crc32c.masked_crc32c(b"123456789") == 0xC78AB0E5
+    assert crc32c.masked_crc32c(b"") == 0xA282EAD8  # crc 0: only the delta
+    assert _crc32c_bitwise(b"\xff" * 4) == 0xFFFFFFFF
+    assert crc32c.masked_crc32c(b"\xff" * 4) == 0xA282EAD7  # rotation 0xFFFFFFFF: the sum wraps past 32 bits
+
+
+def test_crc32c_runs_the_c_extension():
+    assert google_crc32c.implementation == "c"
+    assert crc32c.crc32c is google_crc32c.value
+    # without the extension google-crc32c falls back to pure Python with a warning; crc32c.py refuses instead
+    code = "import sys; sys.modules['google_crc32c.cext'] = None; import pasn_jax.data.crc32c"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "ImportError: google-crc32c could not load its C extension" in proc.stderr
 
 
 def test_framing_matches_tensorboardx_record_writer(tmp_path):
