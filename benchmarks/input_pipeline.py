@@ -1,8 +1,9 @@
-"""Benchmark: train input pipeline images/s (read + CRC check + parse + JPEG decode + random resized crop +
-flip + colour jitter + resize + normalise + batch) at 112 and 224 px (target: >= 1,500 img/s per core at 112).
-The shards are synthetic Aff-Wild2 rendered at the measured size.
+"""Benchmark: the host's half of the train input (read + CRC check + parse + JPEG decode + random resized crop +
+resize + batch; flip, colour jitter and normalisation run on the devices: pasn_jax/data/device_augment.py), in
+images/s per core and bytes per batch, for each size and input worker count. The shards are synthetic Aff-Wild2
+rendered at the measured size.
 
-    python -m benchmarks.input_pipeline [--batch-size 64 --batches 40 --workers 0]
+    python -m benchmarks.input_pipeline [--sizes 112 224 --workers 0 1 2 --batch-size 64 --batches 40]
 """
 
 import argparse
@@ -31,34 +32,42 @@ def per_example(data_dir: str, size: int, count: int) -> float:
     return count / (time.perf_counter() - start)
 
 
-def loader(data_dir: str, size: int, batch_size: int, batches: int, workers: int) -> float:
-    """Images/s of train_dataset batches after a warm-up batch."""
+def loader(data_dir: str, size: int, batch_size: int, batches: int, workers: int) -> tuple[float, int]:
+    """(images/s of train_dataset batches after a warm-up batch, bytes of one batch)."""
     iterator = train_stream.train_dataset(data_dir, batch_size=batch_size, image_size=size, seed=0, augment=AUGMENT,
-                                      worker_count=workers, shard_index=0, shard_count=1)
-    next(iterator)
+                                          worker_count=workers, shard_index=0, shard_count=1)
+    first = next(iterator)
     start = time.perf_counter()
     for _ in range(batches):
         next(iterator)
-    return batches * batch_size / (time.perf_counter() - start)
+    return batches * batch_size / (time.perf_counter() - start), sum(v.nbytes for v in first.values())
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[112, 224])
+    parser.add_argument("--workers", type=int, nargs="+", default=[0], help="grain worker processes, each measured")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--batches", type=int, default=40)
-    parser.add_argument("--workers", type=int, default=0, help="grain worker processes for the loader run")
     parser.add_argument("--cache", default=None, help="keep the synthetic shards here (default: a temp folder)")
     args = parser.parse_args()
-    cores = "all cores" if args.workers else "1 core"
-    if not args.workers and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    print(f"machine: {common.machine()}; measured on {cores}")
+    all_cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    print(f"machine: {common.machine()}; W workers run on W cores (0 workers: one core)")
     with tempfile.TemporaryDirectory() as tmp:
-        for size in (112, 224):
+        for size in args.sizes:
             data_dir = prepare_synthetic(args.cache or tmp, videos=8, frames=100, size=size, seed=0, num_shards=2)
-            print(f"@{size}px: source read + transform, one thread: {per_example(data_dir, size, 1000):.0f} img/s; "
-                  f"train_dataset (batch {args.batch_size}, workers {args.workers}): "
-                  f"{loader(data_dir, size, args.batch_size, args.batches, args.workers):.0f} img/s")
+            for workers in args.workers:
+                cores = max(1, workers)
+                if all_cores:  # the worker processes inherit it
+                    os.sched_setaffinity(0, set(all_cores[:cores]))
+                one = per_example(data_dir, size, 1000) if workers == 0 else None
+                rate, nbytes = loader(data_dir, size, args.batch_size, args.batches, workers)
+                print(f"@{size}px workers {workers}: "
+                      + (f"source read + transform, one thread: {one:.0f} img/s; " if one else "")
+                      + f"train_dataset (batch {args.batch_size}): {rate:.0f} img/s = {rate / cores:.0f} img/s per "
+                        f"core; {nbytes / 2**20:.2f} MiB per batch")
+            if all_cores:
+                os.sched_setaffinity(0, set(all_cores))
 
 
 if __name__ == "__main__":

@@ -79,7 +79,12 @@ def test_data_benchmarks_print_their_rates():
                   "--size", "48").stdout
     assert re.search(r"@48px: \d+ frames .* = \d+ frames/s on one core", render), render
     pipe = _run(sys.executable, "-m", "benchmarks.input_pipeline", "--batch-size", "8", "--batches", "2").stdout
-    assert len(re.findall(r"one thread: \d+ img/s; train_dataset \(batch 8, workers 0\): \d+ img/s", pipe)) == 2, pipe
+    lines = re.findall(r"@(\d+)px workers 0: source read \+ transform, one thread: \d+ img/s; train_dataset "
+                       r"\(batch 8\): \d+ img/s = \d+ img/s per core; ([0-9.]+) MiB per batch", pipe)
+    # uint8 images and their labels: 8 x 112 x 112 x 3 bytes and 8 x 224 x 224 x 3, plus < 4 KiB of labels
+    assert [size for size, _ in lines] == ["112", "224"], pipe
+    for size, mib in lines:
+        assert 8 * int(size) ** 2 * 3 / 2**20 <= float(mib) < (8 * int(size) ** 2 * 3 + 4096) / 2**20 + 0.01, pipe
 
 
 @pytest.mark.parametrize("script", ["train_step", "inference"])
