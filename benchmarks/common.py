@@ -229,9 +229,10 @@ def add_timing_arguments(parser, steps: int) -> None:
 
 
 def report(name: str, ours: Callable[[], None], theirs: Callable[[], None] | None, batch: int, flops: float,
-           compile_s: float, peak: float, args, note: str = "") -> None:
+           compile_s: float, peak: float, args, note: str = "", kernels: str = "") -> None:
     """Times ours (and theirs, alternately) and prints images/s, GFLOP/image, GFLOP/s, fraction of the matmul
-    peak, compile time, peak RSS, the other processes' CPU share per round and the per-pair ratios."""
+    peak, compile time, peak RSS, the other processes' CPU share per round and the per-pair ratios; `kernels`
+    (the towers' model.kernels, where given) goes into the JSON record."""
     runs = {"ours": ours} if theirs is None else {"ours": ours, "torch": theirs}
     times, others = alternate(runs, args.pairs, args.steps, quiet=args.quiet, retries=args.retries)
     seconds = median(times["ours"])
@@ -246,6 +247,8 @@ def report(name: str, ours: Callable[[], None], theirs: Callable[[], None] | Non
     print(f"  other processes' CPU share per round: {fmt_ratios(busy)}", flush=True)
     record = {"case": name, "batch": batch, "img_per_s": batch / seconds, "gflop_per_img": flops / batch / 1e9,
               "matmul_peak_fraction": gflops / peak, "compile_s": compile_s, "mfu": mfu}
+    if kernels:
+        record["kernels"] = kernels
     if theirs is not None:
         r = ratios(times["ours"], times["torch"])
         quiet = [v for v, b in zip(r, busy) if b <= args.quiet]

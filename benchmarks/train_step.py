@@ -17,9 +17,14 @@ random weights into ours (pasn_jax.models.torch_import; and prints max |ours - t
 the PASN step's loss as a check that both compute the same thing), then times ours and torch alternately and
 prints ours/torch per pair and the median.
 
+--kernels sets model.kernels: 'cpu' (XLA:CPU's rewrites of the strided convolutions and the fusion boundary) or
+'portable' (the plain lax operations), 'auto' (the default) the one of this backend; each line names the one timed,
+so that the two can be compared on one machine.
+
   python -m benchmarks.train_step --vs-torch                      # the default cases, batch 16, float32
   python -m benchmarks.train_step --cases iresnet50@112 --batch 16 32 --dtype float32 bfloat16 --vs-torch
   python -m benchmarks.train_step --model pasn --cases iresnet50@112 resnet50@112 --vs-torch
+  python -m benchmarks.train_step --model pasn --cases iresnet50@112 --kernels portable   # against 'cpu'
 """
 
 import argparse
@@ -33,6 +38,7 @@ import optax
 from benchmarks import common
 from pasn_jax import optim
 from pasn_jax.models import pasn, torch_import, towers
+from pasn_jax.models.layers import KERNELS
 
 DEFAULT_CASES = ("resnet50@112", "resnet50@224", "iresnet50@112")
 
@@ -93,6 +99,7 @@ def check_same_network(module, variables, torch_model, size: int) -> float:
 
 def bench_tower(backbone, size, batch, dtype, args, peak):
     config = common.pasn_config(backbone, size, dtype)
+    config.model.kernels = args.kernels
     module = towers.tower_module(pasn.build_model(config.model))
     images = jnp.asarray(common.random_images(batch, size))
     target = jnp.zeros((batch, 512), jnp.float32)
@@ -116,8 +123,8 @@ def bench_tower(backbone, size, batch, dtype, args, peak):
         carry[:] = new_carry
         loss.block_until_ready()
 
-    common.report(f"{backbone}@{size} b{batch} {dtype} tower", ours, torch_step, batch, flops, compile_s, peak, args,
-                  note)
+    common.report(f"{backbone}@{size} b{batch} {dtype} tower, {module.kernels} kernels", ours, torch_step, batch, flops,
+                  compile_s, peak, args, note, kernels=module.kernels)
 
 
 def pasn_batch(batch: int, size: int) -> dict:
@@ -168,6 +175,7 @@ def bench_pasn(backbone, size, batch, dtype, args, peak):
 
     config = common.pasn_config(backbone, size, dtype)
     config.batch_size = batch
+    config.model.kernels = args.kernels
     model = pasn_task.build_model(config)
     optimizer, schedule = train_state.make_optimizer(model, config, pasn_task.trainable_mask)
     variables = train_state.init_variables(model, size, jax.random.key(0))
@@ -202,8 +210,8 @@ def bench_pasn(backbone, size, batch, dtype, args, peak):
         metrics["loss"].block_until_ready()
 
     kind = "prior f_expr - f_id" if config.model.prior else "no prior"
-    common.report(f"{backbone}@{size} b{batch} {dtype} pasn ({kind})", ours, theirs, batch, flops, compile_s, peak,
-                  args, note)
+    common.report(f"{backbone}@{size} b{batch} {dtype} pasn ({kind}), {model.kernels} kernels", ours, theirs, batch,
+                  flops, compile_s, peak, args, note, kernels=model.kernels)
 
 
 def main():
@@ -212,6 +220,9 @@ def main():
     parser.add_argument("--batch", type=int, nargs="+", default=[16])
     parser.add_argument("--dtype", nargs="+", default=["float32"], choices=sorted(towers.DTYPES))
     parser.add_argument("--model", default="tower", choices=["tower", "pasn"])
+    parser.add_argument("--kernels", default="auto", choices=list(KERNELS),
+                        help="model.kernels: the towers' layers as XLA:CPU's rewrites ('cpu') or plain lax "
+                        "('portable'); 'auto': 'cpu' on a CPU backend, else 'portable'")
     common.add_timing_arguments(parser, steps=2)
     args = parser.parse_args()
     try:

@@ -51,6 +51,7 @@ def base_config(task: str) -> ml_collections.ConfigDict:
     c.model.image_size = c.data.get_ref("image_size")
     c.model.dropout = 0.0
     c.model.dtype = "auto"  # bfloat16 on GPU/TPU, float32 on CPU; the workdir records the one used
+    c.model.kernels = "auto"  # the towers' layers: "cpu" (XLA:CPU's rewrites) on a CPU, else "portable" (plain lax)
 
     c.optim = ml_collections.ConfigDict(dict(
         name="sgd", lr=0.002, momentum=0.9, nesterov=False, weight_decay=5e-4,

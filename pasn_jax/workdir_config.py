@@ -17,7 +17,8 @@ import ml_collections
 _RESUMABLE_KEYS = ("num_steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints",
                    "max_nonfinite_in_a_row", "data.worker_count", "data.eval_batch_size", "eval.",
                    "data.synthetic.cache_dir", "model.weights.", "model.prior_from", "predict.",
-                   "data.synthetic.test_videos")  # test videos come after train and val: they change neither
+                   "data.synthetic.test_videos",  # test videos come after train and val: they change neither
+                   "model.kernels")  # how the towers' layers compute, not their parameters
 
 
 # Keys added to the config after workdirs were made: a saved config without one had this value (when the current

@@ -64,10 +64,12 @@ def test_pasn_inference_against_torch_is_the_same_function():
 def test_gpu_script_dry_run_on_the_cpu(tmp_path):
     figures = tmp_path / "gpu.json"
     out = _run("bash", "benchmarks/gpu.sh", "--dry-run", env={"OUT_JSON": str(figures)}).stdout
-    _assert_measured(out.split("\n", 1)[1], 3)  # 3 sections, one batch each (machine line after the first header)
-    assert out.count("MFU ") == 3, out
+    _assert_measured(out.split("\n", 1)[1], 4)  # 4 sections, one batch each (machine line after the first header)
+    assert out.count("MFU ") == 4, out
     written = json.loads(figures.read_text())  # every printed figure, one JSON
-    assert [c["batch"] for c in written["cases"]] == [8, 4, 4], written
+    assert [c["batch"] for c in written["cases"]] == [8, 8, 4, 4], written
+    # the PASN step in both kernel forms, the towers in the CPU's ('auto'); inference records none
+    assert [c.get("kernels") for c in written["cases"]] == ["portable", "cpu", "cpu", None], written
     assert all(c["img_per_s"] > 0 and c["mfu"] > 0 for c in written["cases"]) and "cores" in written["machine"]
     e2e = written["end_to_end"]  # the smoke config's main run: 6 steps of batch 8, logged every 2
     assert len(e2e["intervals_img_per_s"]) == 3 and e2e["img_per_s"] > 0 and e2e["global_batch"] == 8, e2e

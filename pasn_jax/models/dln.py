@@ -36,6 +36,7 @@ class DLN(nn.Module):
     image_size: int = 112
     dropout: float = 0.0
     dtype: Any = jnp.float32
+    kernels: str = "auto"  # the towers' layers (layers.resolve_kernels)
 
     @nn.compact
     def __call__(self, images, train: bool = False):

@@ -23,6 +23,7 @@ class FaceIdentity(nn.Module):
     image_size: int = 112
     dropout: float = 0.0
     dtype: Any = jnp.float32
+    kernels: str = "auto"  # the tower's layers (layers.resolve_kernels)
 
     @nn.compact
     def __call__(self, images, train: bool = False):

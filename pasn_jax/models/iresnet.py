@@ -36,9 +36,9 @@ NUM_STAGES = 4
 conv_init = nn.initializers.normal(stddev=0.1)
 
 
-def conv3x3(features: int, stride: int, dtype: Any, name: str) -> Conv3x3:
+def conv3x3(features: int, stride: int, dtype: Any, kernels: str, name: str) -> Conv3x3:
     """insightface's conv3x3 (N(0, 0.1) initialisation)."""
-    return Conv3x3(features, stride, dtype, conv_init, name=name)
+    return Conv3x3(features, stride, dtype, conv_init, kernels, name=name)
 
 
 class IBasicBlock(ResidualBlock):
@@ -47,14 +47,15 @@ class IBasicBlock(ResidualBlock):
     @nn.compact
     def __call__(self, x, train: bool):
         out = batch_norm(train, self.dtype, "bn1")(x)
-        out = conv3x3(self.features, 1, self.dtype, "conv1")(out)
+        out = conv3x3(self.features, 1, self.dtype, self.kernels, "conv1")(out)
         out = batch_norm(train, self.dtype, "bn2")(out)
         out = PReLU(self.dtype, name="prelu")(out)
-        out = conv3x3(self.features, self.stride, self.dtype, "conv2")(out)
+        out = conv3x3(self.features, self.stride, self.dtype, self.kernels, "conv2")(out)
         out = batch_norm(train, self.dtype, "bn3")(out)
         identity = x
         if self.downsample:
-            identity = Conv1x1(self.features, self.stride, self.dtype, conv_init, name="downsample_0")(x)
+            identity = Conv1x1(self.features, self.stride, self.dtype, conv_init, self.kernels,
+                               name="downsample_0")(x)
             identity = batch_norm(train, self.dtype, "downsample_1")(identity)
         return out + identity
 
@@ -67,7 +68,7 @@ class IResNet(Tower):
     @nn.compact
     def __call__(self, images, train: bool = False):
         x = images.astype(self.dtype)
-        x = conv3x3(self.width, 1, self.dtype, "conv1")(x)
+        x = conv3x3(self.width, 1, self.dtype, self.kernels, "conv1")(x)
         x = batch_norm(train, self.dtype, "bn1")(x)
         x = PReLU(self.dtype, name="prelu")(x)
         x = self.residual_stages(x, train, IBasicBlock, expansion=1,

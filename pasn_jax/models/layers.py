@@ -1,8 +1,10 @@
-"""The layers the towers are built of, written for speed on XLA:CPU with the functions of their PyTorch counterparts
+"""The layers the towers are built of, with the functions of their PyTorch counterparts, written for speed on XLA:CPU
 (BENCHMARKS.md, "What helped"): batch norm with a closed-form gradient, PReLU as max/min, the stride-2 3x3
 convolution with a sub-pixel input gradient, the strided 1x1 convolution as a subsampled matmul, and the fusion
-boundary that keeps a residual stream in memory. Each has the variables of the flax/PyTorch layer it replaces, so
-the PyTorch weight mapping is unchanged.
+boundary that keeps a residual stream in memory. The last three are XLA:CPU's workarounds and are taken only with
+kernels 'cpu' (`resolve_kernels`: 'auto' on a CPU backend); with 'portable' (GPU, TPU) they are the plain lax
+operations, whose gradients cuDNN and the TPU compute natively. Each layer has the variables of the flax/PyTorch
+layer it replaces in both forms, so the PyTorch weight mapping and checkpoints are unchanged.
 """
 
 import functools
@@ -15,6 +17,16 @@ import jax.numpy as jnp
 
 BN_MOMENTUM = 0.9  # PyTorch momentum 0.1
 BN_EPSILON = 1e-5
+KERNELS = ("auto", "portable", "cpu")  # model.kernels
+
+
+def resolve_kernels(kernels: str) -> str:
+    """'cpu' (XLA:CPU's workarounds) or 'portable' (the plain lax operations); 'auto' is 'cpu' on a CPU backend."""
+    if kernels not in KERNELS:
+        raise ValueError(f"kernels: expected one of {list(KERNELS)}, got {kernels!r}")
+    if kernels == "auto":
+        return "cpu" if jax.default_backend() == "cpu" else "portable"
+    return kernels
 
 
 class PReLU(nn.Module):
@@ -157,37 +169,42 @@ conv3x3_stride2.defvjp(_conv3x3_stride2_forward, _conv3x3_stride2_backward)
 
 
 class BiasFreeConv(nn.Module):
-    """The fields of a bias-free convolution with PyTorch's layout of its kernel (as nn.Conv holds it)."""
+    """The fields of a bias-free convolution with PyTorch's layout of its kernel (as nn.Conv holds it) and the form
+    of its computation (`resolve_kernels`)."""
 
     features: int
     stride: int = 1
     dtype: Any = jnp.float32
     kernel_init: Any = nn.initializers.lecun_normal()
+    kernels: str = "auto"
 
 
 class Conv3x3(BiasFreeConv):
     """Bias-free 3x3 convolution with PyTorch's symmetric padding 1 (not 'SAME', which pads stride-2 inputs
-    asymmetrically); kernel [3, 3, in, out]. Stride 2 goes through `conv3x3_stride2`."""
+    asymmetrically); kernel [3, 3, in, out]. Stride 2 goes through `conv3x3_stride2` with kernels 'cpu'."""
 
     @nn.compact
     def __call__(self, x):
         kernel = self.param("kernel", self.kernel_init, (3, 3, x.shape[-1], self.features)).astype(self.dtype)
         x = x.astype(self.dtype)
-        if self.stride == 2:
+        if self.stride == 2 and resolve_kernels(self.kernels) == "cpu":
             return conv3x3_stride2(x, kernel)
         return _conv(x, kernel, self.stride, ((1, 1), (1, 1)))
 
 
 class Conv1x1(BiasFreeConv):
-    """Bias-free 1x1 convolution with stride s, kernel [1, 1, in, out], computed as a matmul on the input
+    """Bias-free 1x1 convolution with stride s, kernel [1, 1, in, out]. With kernels 'cpu' a matmul on the input
     subsampled by s: the same function, and XLA:CPU's gradient of a strided 1x1 convolution is far slower than
     this one's (BENCHMARKS.md)."""
 
     @nn.compact
     def __call__(self, x):
-        kernel = self.param("kernel", self.kernel_init, (1, 1, x.shape[-1], self.features))
-        x = x[:, ::self.stride, ::self.stride, :].astype(self.dtype)  # [B, H/s, W/s, in]
-        return jax.lax.dot_general(x, kernel[0, 0].astype(self.dtype), (((3,), (0,)), ((), ())))
+        kernel = self.param("kernel", self.kernel_init, (1, 1, x.shape[-1], self.features)).astype(self.dtype)
+        x = x.astype(self.dtype)
+        if resolve_kernels(self.kernels) == "cpu":
+            x = x[:, ::self.stride, ::self.stride, :]  # [B, H/s, W/s, in]
+            return jax.lax.dot_general(x, kernel[0, 0], (((3,), (0,)), ((), ())))
+        return _conv(x, kernel, self.stride, ((0, 0), (0, 0)))
 
 
 def _plus_zero_product(x):
@@ -196,29 +213,31 @@ def _plus_zero_product(x):
     return x + jax.lax.dot_general(x[..., :1], zeros, (((x.ndim - 1,), (0,)), ((), ())))
 
 
-def materialise(x):
+def materialise(x, kernels: str):
     """x unchanged (for finite x), kept in memory as it is: XLA:CPU otherwise fuses the whole residual stream of a
     stage (every earlier block's batch-norm + add + ReLU) into each consumer, recomputing it in every fusion and in
     the transposed copies that the kernel gradients read, which made the training step ~1.4x slower (BENCHMARKS.md).
 
     On CPU, a lax.cond on isfinite(x[0, ..., 0]) is a fusion boundary XLA keeps as long as one branch is not
     trivial; the other branch, x + x[..., :1] @ 0, is taken only when that entry is not finite and then differs from
-    x only where x is not finite. Gradients pass through the same cond. Other backends get x itself: the
-    recomputation is XLA:CPU's, and a cond there would read its predicate back from the device per block.
+    x only where x is not finite. Gradients pass through the same cond. Kernels 'portable' (GPU, TPU) get x itself:
+    the recomputation is XLA:CPU's, and a cond there would read its predicate back from the device per block.
     """
-    if jax.default_backend() != "cpu":
+    if resolve_kernels(kernels) != "cpu":
         return x
     return jax.lax.cond(jnp.isfinite(x[(0,) * x.ndim]), lambda v: v, _plus_zero_product, x)
 
 
 class ResidualBlock(nn.Module):
     """The fields of a residual block as `Tower.residual_stages` builds it: output channels (before the block's
-    expansion), the stride of its strided convolution, and whether the shortcut has a downsample branch."""
+    expansion), the stride of its strided convolution, whether the shortcut has a downsample branch, and the form of
+    its layers (`resolve_kernels`)."""
 
     features: int
     stride: int
     downsample: bool
     dtype: Any = jnp.float32
+    kernels: str = "auto"
 
 
 class Tower(nn.Module):
@@ -230,6 +249,7 @@ class Tower(nn.Module):
     embedding_dim: int = 512
     dropout: float = 0.0
     dtype: Any = jnp.float32
+    kernels: str = "auto"  # the layers' form: 'auto', 'portable' or 'cpu' (`resolve_kernels`)
 
     def residual_stages(self, x, train: bool, block, expansion: int, stride: Callable[[int, int], int]):
         """The blocks of every stage, named `layer{stage + 1}_{index}` as PyTorch's `layer{K}.{i}`; `stride(stage,
@@ -240,7 +260,7 @@ class Tower(nn.Module):
             for index in range(blocks):
                 s = stride(stage, index)
                 x = block(features, s, downsample=s != 1 or in_features != features * expansion, dtype=self.dtype,
-                          name=f"layer{stage + 1}_{index}")(x, train)
+                          kernels=self.kernels, name=f"layer{stage + 1}_{index}")(x, train)
                 in_features = features * expansion
         return x
 

@@ -32,6 +32,7 @@ class PASN(nn.Module):
     streaming: bool = True
     dropout: float = 0.0
     dtype: Any = jnp.float32
+    kernels: str = "auto"  # the towers' layers (layers.resolve_kernels)
 
     @nn.compact
     def __call__(self, images, train: bool = False):

@@ -26,10 +26,11 @@ EXPANSION = 4
 conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 
-def conv(features: int, kernel: int, stride: int, dtype: Any, name: str) -> nn.Module:
-    """Bias-free convolution with PyTorch's symmetric padding kernel // 2 (3x3 ones through layers.Conv3x3)."""
+def conv(features: int, kernel: int, stride: int, dtype: Any, kernels: str, name: str) -> nn.Module:
+    """Bias-free convolution with PyTorch's symmetric padding kernel // 2 (3x3 ones through layers.Conv3x3 in the
+    form `kernels`; the others are flax's nn.Conv in every form)."""
     if kernel == 3:
-        return Conv3x3(features, stride, dtype, conv_init, name=name)
+        return Conv3x3(features, stride, dtype, conv_init, kernels, name=name)
     pad = kernel // 2
     return nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
                    use_bias=False, kernel_init=conv_init, dtype=dtype, name=name)
@@ -40,17 +41,17 @@ class Bottleneck(ResidualBlock):
 
     @nn.compact
     def __call__(self, x, train: bool):
-        out = conv(self.features, 1, 1, self.dtype, "conv1")(x)
+        out = conv(self.features, 1, 1, self.dtype, self.kernels, "conv1")(x)
         out = nn.relu(batch_norm(train, self.dtype, "bn1")(out))
-        out = conv(self.features, 3, self.stride, self.dtype, "conv2")(out)
+        out = conv(self.features, 3, self.stride, self.dtype, self.kernels, "conv2")(out)
         out = nn.relu(batch_norm(train, self.dtype, "bn2")(out))
-        out = conv(self.features * EXPANSION, 1, 1, self.dtype, "conv3")(out)
+        out = conv(self.features * EXPANSION, 1, 1, self.dtype, self.kernels, "conv3")(out)
         out = batch_norm(train, self.dtype, "bn3")(out)
         identity = x
         if self.downsample:
-            identity = conv(self.features * EXPANSION, 1, self.stride, self.dtype, "downsample_0")(x)
+            identity = conv(self.features * EXPANSION, 1, self.stride, self.dtype, self.kernels, "downsample_0")(x)
             identity = batch_norm(train, self.dtype, "downsample_1")(identity)
-        return materialise(nn.relu(out + identity))
+        return materialise(nn.relu(out + identity), self.kernels)
 
 
 class ResNet(Tower):
@@ -61,7 +62,7 @@ class ResNet(Tower):
     @nn.compact
     def __call__(self, images, train: bool = False):
         x = images.astype(self.dtype)
-        x = conv(self.width, 7, 2, self.dtype, "conv1")(x)
+        x = conv(self.width, 7, 2, self.dtype, self.kernels, "conv1")(x)
         x = nn.relu(batch_norm(train, self.dtype, "bn1")(x))
         x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
         x = self.residual_stages(x, train, Bottleneck, expansion=EXPANSION,

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from pasn_jax.models.iresnet import IRESNET_LAYERS, NUM_STAGES, IResNet
+from pasn_jax.models.layers import KERNELS, resolve_kernels
 from pasn_jax.models.resnet import RESNET_LAYERS, ResNet
 
 BACKBONES = {**{name: IResNet for name in IRESNET_LAYERS}, **{name: ResNet for name in RESNET_LAYERS}}
@@ -36,7 +37,8 @@ def field(model_config, name: str):
 
 def tower_fields(model_config) -> dict[str, Any]:
     """The checked tower fields of a model config: backbone, layers, width, embedding_dim, image_size, dropout, dtype
-    (a jnp dtype); raises ModelConfigError naming a bad field."""
+    (a jnp dtype), kernels ('portable' or 'cpu'; a config without the key has 'auto'); raises ModelConfigError
+    naming a bad field."""
     backbone = field(model_config, "backbone")
     if backbone not in BACKBONES:
         raise ModelConfigError(f"model_config.backbone: expected one of {sorted(BACKBONES)}, got {backbone!r}")
@@ -62,8 +64,11 @@ def tower_fields(model_config) -> dict[str, Any]:
         dtype = "float32" if jax.default_backend() == "cpu" else "bfloat16"
     if dtype not in DTYPES:
         raise ModelConfigError(f"model_config.dtype: expected 'auto' or one of {sorted(DTYPES)}, got {dtype!r}")
+    kernels = getattr(model_config, "kernels", "auto")
+    if kernels not in KERNELS:
+        raise ModelConfigError(f"model_config.kernels: expected one of {list(KERNELS)}, got {kernels!r}")
     return dict(backbone=backbone, layers=layers, width=positive["width"], embedding_dim=positive["embedding_dim"],
-                image_size=image_size, dropout=float(dropout), dtype=DTYPES[dtype])
+                image_size=image_size, dropout=float(dropout), dtype=DTYPES[dtype], kernels=resolve_kernels(kernels))
 
 
 def check_images(images, image_size: int) -> None:
@@ -76,10 +81,10 @@ def check_images(images, image_size: int) -> None:
 
 def tower_module(network: nn.Module, **kwargs) -> nn.Module:
     """One tower (IResNet / ResNet) of a network whose fields include backbone, layers, width, embedding_dim,
-    dropout and dtype."""
+    dropout, dtype and kernels."""
     return BACKBONES[network.backbone](layers=network.layers, width=network.width,
                                        embedding_dim=network.embedding_dim, dropout=network.dropout,
-                                       dtype=network.dtype, **kwargs)
+                                       dtype=network.dtype, kernels=network.kernels, **kwargs)
 
 
 def trainable_mask(params):
