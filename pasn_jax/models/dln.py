@@ -7,7 +7,7 @@ The projection (the paper leaves it to DLN): dense embedding_dim -> PROJECTION_H
 projection_dim (16, as FECNet and DLN), batch norm without scale (it centres the embeddings: with squared distances
 the triplet loss has a flat stationary point where all embeddings point the same way, 2 * margin, which training
 otherwise falls into from a random start), L2 normalisation with an epsilon, so it stays finite where Emb is 0 (at
-the start f_expr = f_id).
+the start f_expr = f_id). The projection computes in float32 whatever model.dtype, as Emb (models/prior.py).
 """
 
 import functools
@@ -42,10 +42,10 @@ class DLN(nn.Module):
     def __call__(self, images, train: bool = False):
         towers.check_images(images, self.image_size)
         emb = DeviationPrior(functools.partial(towers.tower_module, self), name="prior")(images, train=train)
-        x = nn.gelu(nn.Dense(PROJECTION_HIDDEN, dtype=self.dtype, name="projection_0")(emb))
-        x = nn.Dense(self.projection_dim, dtype=self.dtype, name="projection_1")(x)
-        x = batch_norm(train, self.dtype, "projection_norm", use_scale=False)(x)  # centred: no common direction
-        return {"deviation": emb.astype(jnp.float32), "embedding": normalise(x.astype(jnp.float32))}
+        x = nn.gelu(nn.Dense(PROJECTION_HIDDEN, name="projection_0")(emb))  # float32, as Emb
+        x = nn.Dense(self.projection_dim, name="projection_1")(x)
+        x = batch_norm(train, jnp.float32, "projection_norm", use_scale=False)(x)  # centred: no common direction
+        return {"deviation": emb, "embedding": normalise(x)}
 
 
 def build_model(model_config, projection_dim: int) -> DLN:

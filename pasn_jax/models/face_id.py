@@ -28,7 +28,7 @@ class FaceIdentity(nn.Module):
     @nn.compact
     def __call__(self, images, train: bool = False):
         towers.check_images(images, self.image_size)
-        embedding = towers.tower_module(self, name="backbone")(images, train=train).astype(jnp.float32)
+        embedding = towers.tower_module(self, name="backbone")(images, train=train)  # float32: the tower's head
         weights = self.param("classifier", nn.initializers.normal(0.01), (self.embedding_dim, self.num_classes))
         return {"embedding": embedding, "cosine": cosine_logits(embedding, weights)}
 

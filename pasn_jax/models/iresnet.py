@@ -73,8 +73,10 @@ class IResNet(Tower):
         x = PReLU(self.dtype, name="prelu")(x)
         x = self.residual_stages(x, train, IBasicBlock, expansion=1,
                                  stride=lambda stage, index: STAGE_STRIDE if index == 0 else 1)
-        x = batch_norm(train, self.dtype, "bn2")(x)  # [B, S/16, S/16, 8 * width]
+        # The head in float32, fc at full precision (GPU/TPU round a float32 matmul's inputs by default): the prior's
+        # Emb is a difference of two towers' embeddings (models/prior.py)
+        x = batch_norm(train, jnp.float32, "bn2")(x.astype(jnp.float32))  # [B, S/16, S/16, 8 * width]
         x = jnp.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], -1)  # PyTorch's NCHW flatten order
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
-        x = nn.Dense(self.embedding_dim, dtype=self.dtype, name="fc")(x)
-        return batch_norm(train, self.dtype, "features", use_scale=False)(x)  # [B, embedding_dim]
+        x = nn.Dense(self.embedding_dim, dtype=jnp.float32, precision="highest", name="fc")(x)
+        return batch_norm(train, jnp.float32, "features", use_scale=False)(x)  # [B, embedding_dim] float32

@@ -1,7 +1,11 @@
 """The whole PASN network assembled from a config (paper Fig. 1, ARCHITECTURE.md "Model").
 
 images [B, S, S, 3] in [-1, 1] -> backbone tower(s) -> Emb [B, embedding_dim] -> heads ->
-{'au': [B, 12] logits, 'expr': [B, 7] logits, 'va': [B, 2] in (-1, 1)}, always float32.
+{'au': [B, 12] logits, 'expr': [B, 7] logits, 'va': [B, 2] in (-1, 1)}.
+
+Precision: the towers' convolutional stages compute in `dtype` (model.dtype: bfloat16 on GPU/TPU); their heads (the
+last batch norms and fc), Emb, the streaming/parallel heads and so the outputs and losses are float32 whatever it is
+(models/prior.py says why). Parameters and batch statistics are float32 in every case.
 
 Parameter tree: prior on -> params['prior']['f_expr'], params['prior']['f_id'] (the two DLN towers);
 prior off -> params['backbone'] (one tower, the paper's "w/o prior model" ablation uses backbone='resnet50');
@@ -43,8 +47,7 @@ class PASN(nn.Module):
         else:
             emb = tower(name="backbone")(images, train=train)
         heads = StreamingHeads if self.streaming else ParallelHeads
-        outputs = heads(self.dtype, name="heads")(emb)
-        return {task: value.astype(jnp.float32) for task, value in outputs.items()}
+        return heads(name="heads")(emb)  # float32
 
 
 def build_model(model_config) -> PASN:

@@ -67,6 +67,6 @@ class ResNet(Tower):
         x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
         x = self.residual_stages(x, train, Bottleneck, expansion=EXPANSION,
                                  stride=lambda stage, index: 2 if index == 0 and stage > 0 else 1)
-        x = jnp.mean(x, axis=(1, 2))  # [B, 8 * width * 4]
+        x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))  # [B, 8 * width * 4]; the head in float32 as IResNet's
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
-        return nn.Dense(self.embedding_dim, dtype=self.dtype, name="fc")(x)  # [B, embedding_dim]
+        return nn.Dense(self.embedding_dim, dtype=jnp.float32, precision="highest", name="fc")(x)  # float32

@@ -16,9 +16,10 @@ Choices where the paper is silent:
 - EXPR / VA predictors: dense 64 + GELU -> dense 7 (logits) / dense 2 -> tanh.
 The parallel-heads variant ("w/o streaming model", Tab. 3) drops both translators: each predictor reads its own
 feature only (EXPR and VA predictors then read 64 instead of 128).
-"""
 
-from typing import Any
+The heads compute in float32 (their parameters' dtype and Emb's; under 1 MFLOP per image) whatever the towers'
+dtype: Emb is a small difference of two towers' embeddings (models/prior.py), which bfloat16 would round away.
+"""
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -37,7 +38,6 @@ class PerAUDense(nn.Module):
     """A dense layer applied to each AU's feature row with its own weights: [B, 12, d_in] -> [B, 12, features]."""
 
     features: int
-    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x):
@@ -45,8 +45,7 @@ class PerAUDense(nn.Module):
         kernel_init = nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal", batch_axis=(0,))
         kernel = self.param("kernel", kernel_init, (num_aus, d_in, self.features))  # [12, d_in, features]
         bias = self.param("bias", nn.initializers.zeros, (num_aus, self.features))
-        x = x.astype(self.dtype)
-        return jnp.einsum("bai,aio->bao", x, kernel.astype(self.dtype)) + bias.astype(self.dtype)
+        return jnp.einsum("bai,aio->bao", x, kernel) + bias
 
 
 class MLP(nn.Module):
@@ -54,12 +53,11 @@ class MLP(nn.Module):
 
     sizes: tuple[int, ...]
     final_activation: bool = False
-    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x):
         for i, size in enumerate(self.sizes):
-            x = nn.Dense(size, dtype=self.dtype, name=f"dense{i}")(x)
+            x = nn.Dense(size, name=f"dense{i}")(x)
             if i < len(self.sizes) - 1 or self.final_activation:
                 x = activation(x)
         return x
@@ -68,52 +66,46 @@ class MLP(nn.Module):
 class AUPredictor(nn.Module):
     """AU feature [B, 12, 16] -> AU logits [B, 12] (per-AU MLP 16 -> 16 -> 1)."""
 
-    dtype: Any = jnp.float32
-
     @nn.compact
     def __call__(self, au_feature):
-        x = activation(PerAUDense(AU_FEATURE_DIM, self.dtype, name="dense0")(au_feature))
-        return PerAUDense(1, self.dtype, name="dense1")(x)[..., 0]
+        x = activation(PerAUDense(AU_FEATURE_DIM, name="dense0")(au_feature))
+        return PerAUDense(1, name="dense1")(x)[..., 0]
 
 
-def extractors(emb, dtype: Any):
+def extractors(emb):
     """Emb [B, E] -> AU feature [B, 12, 16], EXPR feature [B, 64], VA feature [B, 64] (called in a compact scope)."""
-    au_feature = MLP((NUM_AUS * AU_FEATURE_DIM,), True, dtype, name="au_extractor")(emb)
+    au_feature = MLP((NUM_AUS * AU_FEATURE_DIM,), True, name="au_extractor")(emb)
     au_feature = au_feature.reshape(emb.shape[0], NUM_AUS, AU_FEATURE_DIM)
-    expr_feature = MLP((EXPR_FEATURE_DIM,), True, dtype, name="expr_extractor")(emb)
-    va_feature = MLP((VA_FEATURE_DIM,), True, dtype, name="va_extractor")(emb)
+    expr_feature = MLP((EXPR_FEATURE_DIM,), True, name="expr_extractor")(emb)
+    va_feature = MLP((VA_FEATURE_DIM,), True, name="va_extractor")(emb)
     return au_feature, expr_feature, va_feature
 
 
 class StreamingHeads(nn.Module):
     """Emb [B, E] -> {'au': [B, 12] logits, 'expr': [B, 7] logits, 'va': [B, 2] in (-1, 1)}; AU -> EXPR -> VA."""
 
-    dtype: Any = jnp.float32
-
     @nn.compact
     def __call__(self, emb):
-        au_feature, expr_feature, va_feature = extractors(emb, self.dtype)
+        au_feature, expr_feature, va_feature = extractors(emb)
         au_flat = au_feature.reshape(emb.shape[0], -1)  # [B, 192]
-        au = AUPredictor(self.dtype, name="au_predictor")(au_feature)
-        au_to_expr = MLP((TRANSLATOR_DIM, TRANSLATOR_DIM), True, self.dtype, name="au_to_expr")(au_flat)
+        au = AUPredictor(name="au_predictor")(au_feature)
+        au_to_expr = MLP((TRANSLATOR_DIM, TRANSLATOR_DIM), True, name="au_to_expr")(au_flat)
         expr_joint = jnp.concatenate([expr_feature, au_to_expr], axis=-1)  # [B, 128]
-        expr = MLP((PREDICTOR_HIDDEN, NUM_EXPRS), False, self.dtype, name="expr_predictor")(expr_joint)
-        au_expr_to_va = MLP((TRANSLATOR_DIM, TRANSLATOR_DIM), True, self.dtype, name="au_expr_to_va")(
+        expr = MLP((PREDICTOR_HIDDEN, NUM_EXPRS), False, name="expr_predictor")(expr_joint)
+        au_expr_to_va = MLP((TRANSLATOR_DIM, TRANSLATOR_DIM), True, name="au_expr_to_va")(
             jnp.concatenate([au_flat, expr_joint], axis=-1))  # [B, 192 + 128] -> [B, 64]
         va_joint = jnp.concatenate([va_feature, au_expr_to_va], axis=-1)  # [B, 128]
-        va = jnp.tanh(MLP((PREDICTOR_HIDDEN, NUM_VA), False, self.dtype, name="va_predictor")(va_joint))
+        va = jnp.tanh(MLP((PREDICTOR_HIDDEN, NUM_VA), False, name="va_predictor")(va_joint))
         return {"au": au, "expr": expr, "va": va}
 
 
 class ParallelHeads(nn.Module):
     """The "w/o streaming model" ablation: the same extractors and predictors, no translators."""
 
-    dtype: Any = jnp.float32
-
     @nn.compact
     def __call__(self, emb):
-        au_feature, expr_feature, va_feature = extractors(emb, self.dtype)
-        au = AUPredictor(self.dtype, name="au_predictor")(au_feature)
-        expr = MLP((PREDICTOR_HIDDEN, NUM_EXPRS), False, self.dtype, name="expr_predictor")(expr_feature)
-        va = jnp.tanh(MLP((PREDICTOR_HIDDEN, NUM_VA), False, self.dtype, name="va_predictor")(va_feature))
+        au_feature, expr_feature, va_feature = extractors(emb)
+        au = AUPredictor(name="au_predictor")(au_feature)
+        expr = MLP((PREDICTOR_HIDDEN, NUM_EXPRS), False, name="expr_predictor")(expr_feature)
+        va = jnp.tanh(MLP((PREDICTOR_HIDDEN, NUM_VA), False, name="va_predictor")(va_feature))
         return {"au": au, "expr": expr, "va": va}
