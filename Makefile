@@ -17,7 +17,7 @@ $(VENV)/.runtime-$(ACCEL): requirements.txt $(RUNTIME)
 $(VENV)/.runtime: $(VENV)/.runtime-$(ACCEL)
 	touch $@
 
-$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt requirements-gcs.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
