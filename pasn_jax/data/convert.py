@@ -8,6 +8,8 @@
     python -m pasn_jax.data.convert dfew --root ROOT --out OUT [--fold 1] [--frames-per-clip 16]
     python -m pasn_jax.data.convert affectnet --root ROOT --out OUT [--size 112] [--va-range=-1,-0.25]
     (every converter but fec: [--workers N]; all: progress with an ETA on stderr, each split atomic)
+    OUT may be on an object store (gs://BUCKET/shards): the shards are written locally, then uploaded, each split's
+    <split>.json last.
 
 affwild2: Aff-Wild2 (ABAW2 layout), both splits. insightface: a face-recognition training set (train.rec, train.idx,
 property: MS1MV3, Glint360K, CASIA-WebFace...) streamed into split 'train' with identities; the verification sets
@@ -23,8 +25,10 @@ import glob
 import os
 import shutil
 import sys
+import tempfile
 import time
 
+from pasn_jax import paths
 from pasn_jax.data import affectnet, affwild2, bp4d, dfew, fec, insightface, recordio, shards
 
 
@@ -80,6 +84,23 @@ def _affectnet(args) -> list[str]:
     return [affectnet.describe(m) for m in metadata.values()]
 
 
+def _run(args) -> list[str]:
+    """args.run(args); for an --out on an object store, into a local temporary folder, then uploaded."""
+    if not paths.is_remote(args.out):
+        return args.run(args)
+    out = str(paths.check(args.out, "--out"))
+    local = tempfile.mkdtemp(prefix=".convert-")
+    try:
+        args.out = local
+        lines = args.run(args)
+        splits = [n for n in os.listdir(local) if n.endswith(".json")]
+        paths.copy_tree(local, out, last=splits)  # a split is whole once its <split>.json is there
+    finally:
+        args.out = out
+        shutil.rmtree(local, ignore_errors=True)
+    return lines
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="dataset", required=True)
@@ -126,9 +147,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     start = time.perf_counter()
     try:
-        lines = args.run(args)
+        lines = _run(args)
     except (affwild2.AffWild2Error, recordio.RecordIOError, fec.FECError, bp4d.BP4DError, dfew.DFEWError,
-            affectnet.AffectNetError, shards.ShardError, OSError) as e:
+            affectnet.AffectNetError, shards.ShardError, paths.PathError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     for line in lines:

@@ -2,12 +2,12 @@
 video names), as a random-access source of frame records with every label missing, for the evaluation pipeline.
 
 Layout: `ROOT/cropped_aligned/<video>/<frame:05d>.jpg`; the list names one video per line (no list: every folder).
+The root and the list may be local or on an object store (pasn_jax/paths.py).
 """
 
-import os
 import re
 
-from pasn_jax import labels
+from pasn_jax import labels, paths
 from pasn_jax.data import affwild2
 
 _IMAGE_NAME = re.compile(r"^(\d{5})\.jpg$")
@@ -20,8 +20,7 @@ class TreeError(ValueError):
 def read_video_list(path: str) -> list[str]:
     """Video names, one per line (blank lines skipped)."""
     try:
-        with open(path) as f:
-            return [line.strip() for line in f if line.strip()]
+        return [line.strip() for line in paths.path(path).read_text().splitlines() if line.strip()]
     except OSError as e:
         raise TreeError(f"{path}: cannot read the video list ({e.strerror})") from None
 
@@ -31,23 +30,23 @@ class TreeFrames:
     order; picklable for grain's workers."""
 
     def __init__(self, root: str, videos_file: str = ""):
-        images = os.path.join(root, affwild2.IMAGES_DIR)
-        if not os.path.isdir(images):
+        images = paths.path(root) / affwild2.IMAGES_DIR
+        if not images.is_dir():
             raise TreeError(f"{images}: missing folder (expected {affwild2.IMAGES_DIR}/<video>/<frame:05d>.jpg)")
         if videos_file:
             videos = read_video_list(videos_file)
             for lineno, video in enumerate(videos, start=1):
-                if not os.path.isdir(os.path.join(images, video)):
-                    raise TreeError(f"{videos_file}:{lineno}: no folder {os.path.join(images, video)}")
+                if not (images / video).is_dir():
+                    raise TreeError(f"{videos_file}:{lineno}: no folder {images / video}")
         else:
-            videos = sorted(v for v in os.listdir(images) if os.path.isdir(os.path.join(images, v)))
+            videos = sorted(v.name for v in images.iterdir() if v.is_dir())
         self.root, self.videos = root, sorted(videos)
         self._frames = []  # (video, frame)
         for video in self.videos:
-            numbers = sorted(int(m.group(1)) for m in map(_IMAGE_NAME.match, os.listdir(os.path.join(images, video)))
+            numbers = sorted(int(m.group(1)) for m in (_IMAGE_NAME.match(f.name) for f in (images / video).iterdir())
                              if m)
             if not numbers:
-                raise TreeError(f"{os.path.join(images, video)}: no frame images (<frame:05d>.jpg)")
+                raise TreeError(f"{images / video}: no frame images (<frame:05d>.jpg)")
             self._frames += [(video, n) for n in numbers]
 
     def __len__(self) -> int:
@@ -58,12 +57,11 @@ class TreeFrames:
 
     def path(self, index: int) -> str:
         video, frame = self._frames[index]
-        return os.path.join(self.root, affwild2.IMAGES_DIR, video, f"{frame:05d}.jpg")
+        return paths.join(self.root, affwild2.IMAGES_DIR, video, f"{frame:05d}.jpg")
 
     def __getitem__(self, index: int) -> dict:
         video, frame = self._frames[index]
         path = self.path(index)
-        with open(path, "rb") as f:
-            image = f.read()
+        image = paths.path(path).read_bytes()
         return {"image": image, "video": video, "frame": frame, "au": [labels.AU_MISSING] * labels.NUM_AUS,
                 "expr": labels.EXPR_MISSING, "va": [labels.VA_MISSING] * labels.NUM_VA, "where": path}

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 from tensorflow_datasets.proto import tf_example_pb2
 
-from pasn_jax import labels
+from pasn_jax import labels, paths
 from pasn_jax.data.crc32c import masked_crc32c
 
 _HEADER = struct.Struct("<Q")
@@ -166,13 +166,12 @@ def write_metadata(data_dir: str, split: str, metadata: Mapping) -> str:
 
 def read_metadata(data_dir: str, split: str) -> dict:
     """The `<split>.json` of a shard folder."""
-    path = os.path.join(data_dir, f"{split}.json")
-    if not os.path.isfile(path):
+    path = paths.join(data_dir, f"{split}.json")
+    if not paths.path(path).is_file():
         raise ShardError(f"{path}: missing; the folder holds no complete '{split}' shards "
                          "(run `python -m pasn_jax.data.convert` first)")
     try:
-        with open(path) as f:
-            metadata = json.load(f)
+        metadata = json.loads(paths.path(path).read_text())
     except json.JSONDecodeError as e:
         raise ShardError(f"{path}: not valid JSON ({e})") from None
     for key in ("num_records", "shards"):
@@ -196,7 +195,8 @@ def record_kind(metadata: Mapping, path: str = "metadata") -> str:
 class ShardSource:
     """grain RandomAccessDataSource over all shards of a split, in stored order.
 
-    Opens files lazily per process (picklable for grain workers); reads with os.pread (thread safe); checks
+    Opens files lazily per process (picklable for grain workers); reads with os.pread (thread safe), or, for shards
+    on an object store (gs://), with one ranged read per record (pasn_jax/paths.py); checks
     every record's CRCs. source[i] -> dict record (decode_example or decode_triplet, by the split's record kind),
     with `where` naming its shard file and record number for errors about its contents.
     """
@@ -205,8 +205,9 @@ class ShardSource:
         self._data_dir = data_dir
         self._split = split
         metadata = read_metadata(data_dir, split)
-        self.kind = record_kind(metadata, os.path.join(data_dir, f"{split}.json"))
-        self._shards = [os.path.join(data_dir, s["file"]) for s in metadata["shards"]]
+        self.kind = record_kind(metadata, paths.join(data_dir, f"{split}.json"))
+        self._shards = [paths.join(data_dir, s["file"]) for s in metadata["shards"]]
+        self._remote = paths.is_remote(data_dir)
         counts = [int(s["num_records"]) for s in metadata["shards"]]
         self._starts = np.cumsum([0] + counts)  # [num_shards + 1]: global index of each shard's first record
         self._offsets = []
@@ -217,15 +218,16 @@ class ShardSource:
 
     @staticmethod
     def _load_index(path: str, entry: Mapping) -> np.ndarray:
-        index_path = os.path.join(os.path.dirname(path), entry["index"])
+        index_path = paths.join(paths.path(path).parent, entry["index"])
         for p in (path, index_path):
-            if not os.path.isfile(p):
+            if not paths.path(p).is_file():
                 raise ShardError(f"{p}: missing shard file")
-        offsets = np.fromfile(index_path, "<u8")
+        data = paths.path(index_path).read_bytes()
+        offsets = np.frombuffer(data[:len(data) // 8 * 8], "<u8")
         n = int(entry["num_records"])
         if offsets.shape != (n + 1,) or offsets[0] != 0 or np.any(np.diff(offsets.astype(np.int64)) < 16):
             raise ShardError(f"{index_path}: expected {n + 1} increasing offsets for {n} records")
-        size = os.path.getsize(path)
+        size = paths.size(path)
         if size != int(offsets[-1]) or size != int(entry["bytes"]):
             raise ShardError(f"{path}: truncated or overwritten shard ({size} bytes, index and metadata say "
                              f"{int(offsets[-1])} and {int(entry['bytes'])})")
@@ -264,7 +266,10 @@ class ShardSource:
         shard, k = self.locate(int(index))
         where = f"{self._shards[shard]}: record {k}"
         start, stop = int(self._offsets[shard][k]), int(self._offsets[shard][k + 1])
-        framed = os.pread(self._fd(shard), stop - start, start)  # one read, no shared file position
+        if self._remote:
+            framed = paths.read_range(self._shards[shard], start, stop)
+        else:
+            framed = os.pread(self._fd(shard), stop - start, start)  # one read, no shared file position
         return {**_DECODERS[self.kind](unframe_record(framed, where), where), "where": where}
 
     def close(self, _close=os.close):

@@ -1,12 +1,12 @@
 """Which shards a config reads: converted Aff-Wild2 in `data.dir`, or the synthetic Aff-Wild2 rendered on first use;
 and for training, the mixture of sources `data.sources` names (pasn_jax/data/mixture.py)."""
 
-import os
 from collections.abc import Callable
 
 import jax
 from jax.experimental import multihost_utils
 
+from pasn_jax import paths
 from pasn_jax.data import mixture, shards
 from pasn_jax.data.synthetic import prepare
 
@@ -38,13 +38,13 @@ def resolve_data_dir(data_config) -> str:
         s = data_config.synthetic
         kwargs = dict(videos=s.videos, frames=s.frames, size=s.size, seed=s.seed, num_shards=s.num_shards,
                       test_videos=s.get("test_videos", 0), expr_keep=s.get("expr_keep", 1.0))
-        cache_dir = os.path.expanduser(s.cache_dir)
+        cache_dir = str(paths.check(s.cache_dir, "config.data.synthetic.cache_dir"))
         return _prepared_once(lambda: prepare.prepare_synthetic(cache_dir, **kwargs), "synthetic Aff-Wild2")
     if data_config.source != "shards":
         raise ValueError(f"config.data.source: expected 'shards' or 'synthetic', got {data_config.source!r}")
     if not data_config.dir:
         raise ValueError(NO_DATA_MESSAGE)
-    if not os.path.isdir(data_config.dir):
+    if not paths.check(data_config.dir, "config.data.dir").is_dir():
         raise ValueError(f"config.data.dir: {data_config.dir} is not a folder of converted shards")
     return data_config.dir
 
@@ -65,11 +65,11 @@ def train_source(data_config, own):
                 raise mixture.MixtureError(f"config.data.sources: {entry.where}: expected one of "
                                            f"{', '.join(mixture.SYNTHETIC_PREFIX + n for n in prepare.EXTERNAL_SETS)}")
             options = dict(data_config.external.get(name, {}))
-            cache_dir = os.path.expanduser(data_config.synthetic.cache_dir)
+            cache_dir = str(paths.check(data_config.synthetic.cache_dir, "config.data.synthetic.cache_dir"))
             folder = _prepared_once(lambda: prepare.EXTERNAL_SETS[name](cache_dir, **options), f"synthetic {name}")
             sources.append(shards.ShardSource(folder, "train"))
         else:
-            if not os.path.isfile(os.path.join(entry.where, "train.json")):
+            if not paths.check(entry.where, "config.data.sources").joinpath("train.json").is_file():
                 raise mixture.MixtureError(f"config.data.sources: {entry.where}: not a folder of converted shards "
                                            "with a train split (train.json missing)")
             sources.append(shards.ShardSource(entry.where, "train"))

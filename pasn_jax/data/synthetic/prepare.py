@@ -5,9 +5,11 @@ paper's data augmentation (§3.4: BP4D, DFEW, AffectNet), which `config.data.sou
 
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 
+from pasn_jax import paths
 from pasn_jax.data import affectnet, affwild2, bp4d, dfew, fec, insightface
 from pasn_jax.data.synthetic import affectnet as synthetic_affectnet
 from pasn_jax.data.synthetic import bp4d as synthetic_bp4d
@@ -21,13 +23,33 @@ TREE_DIR = "tree"
 def _cached(cache_dir: str, name: str, splits: tuple[str, ...], build: Callable[[str], list[str]], what: str) -> str:
     """The folder `cache_dir/name`, built once by `build(tmp)` (which returns lines to print) in a temporary folder
     renamed into place at the end, so an interrupted run leaves nothing that looks finished and concurrent callers
-    agree on one result. Done when every split's `<split>.json` is in its shards folder."""
-    final = os.path.join(cache_dir, name)
-    if all(os.path.isfile(os.path.join(final, SHARDS_DIR, f"{s}.json")) for s in splits):
-        print(f"synthetic {what}: using {os.path.join(final, SHARDS_DIR)}")
+    agree on one result. Done when every split's `<split>.json` is in its shards folder. A cache on an object store
+    (gs://) is built in a local temporary folder and uploaded, those `<split>.json` last."""
+    final = paths.join(cache_dir, name)
+    if all(paths.path(final, SHARDS_DIR, f"{s}.json").is_file() for s in splits):
+        print(f"synthetic {what}: using {paths.join(final, SHARDS_DIR)}")
         return final
     start = time.perf_counter()
+    if paths.is_remote(cache_dir):
+        local = tempfile.mkdtemp(prefix=f".{name}.tmp-")
+        try:
+            lines = build(os.path.join(local, name))
+            paths.copy_tree(os.path.join(local, name), final, last=[f"{SHARDS_DIR}/{s}.json" for s in splits])
+        finally:
+            shutil.rmtree(local, ignore_errors=True)
+    else:
+        lines = _build_in_place(cache_dir, name, build)
+    print(f"synthetic {what}: {lines[0]}, wrote {paths.join(final, SHARDS_DIR)} in "
+          f"{time.perf_counter() - start:.1f} s")
+    for line in lines[1:]:
+        print("  " + line)
+    return final
+
+
+def _build_in_place(cache_dir: str, name: str, build: Callable[[str], list[str]]) -> list[str]:
+    """build(tmp) in a temporary folder of the local `cache_dir`, renamed to `cache_dir/name` at the end."""
     os.makedirs(cache_dir, exist_ok=True)
+    final = os.path.join(cache_dir, name)
     tmp = os.path.join(cache_dir, f".{name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
@@ -41,11 +63,7 @@ def _cached(cache_dir: str, name: str, splits: tuple[str, ...], build: Callable[
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    print(f"synthetic {what}: {lines[0]}, wrote {os.path.join(final, SHARDS_DIR)} in "
-          f"{time.perf_counter() - start:.1f} s")
-    for line in lines[1:]:
-        print("  " + line)
-    return final
+    return lines
 
 
 def prepare_synthetic(cache_dir: str, *, videos: int, frames: int, size: int, seed: int, num_shards: int,
@@ -65,7 +83,7 @@ def prepare_synthetic(cache_dir: str, *, videos: int, frames: int, size: int, se
         return ([f"rendered {marker['images']} images ({videos} + {test_videos} test videos x {frames} frames, "
                  f"{size} px, seed {seed})"] + [affwild2.describe(metadata[split]) for split in splits])
 
-    return os.path.join(_cached(cache_dir, name, splits, build, "Aff-Wild2"), SHARDS_DIR)
+    return paths.join(_cached(cache_dir, name, splits, build, "Aff-Wild2"), SHARDS_DIR)
 
 
 def prepare_identities(cache_dir: str, *, people: int, images: int, held_out: int, pairs: int, size: int,
@@ -87,7 +105,7 @@ def prepare_identities(cache_dir: str, *, people: int, images: int, held_out: in
                 f"train: {metadata['num_records']} images of {metadata['num_identities']} identities"]
 
     final = _cached(cache_dir, name, ("train",), build, "identities")
-    return os.path.join(final, SHARDS_DIR), os.path.join(final, SHARDS_DIR, identities.VERIFY_FILE)
+    return paths.join(final, SHARDS_DIR), paths.join(final, SHARDS_DIR, identities.VERIFY_FILE)
 
 
 TRIPLETS_ROOT = "fec"  # beside SHARDS_DIR in the cache folder: the rendered FEC layout (CSV, images, labels)
@@ -112,7 +130,7 @@ def prepare_triplets(cache_dir: str, *, people: int, images: int, test_people: i
             lines.append(fec.describe(metadata))
         return lines
 
-    return os.path.join(_cached(cache_dir, name, tuple(triplets.CSV_FILES), build, "FEC triplets"), SHARDS_DIR)
+    return paths.join(_cached(cache_dir, name, tuple(triplets.CSV_FILES), build, "FEC triplets"), SHARDS_DIR)
 
 
 def _external(cache_dir: str, name: str, what: str, generate: Callable[[str], dict], module, convert_options: dict,
@@ -126,7 +144,7 @@ def _external(cache_dir: str, name: str, what: str, generate: Callable[[str], di
                                   **convert_options)
         return [f"rendered and converted {what}"] + [module.describe(m) for m in metadata.values()]
 
-    return os.path.join(_cached(cache_dir, name, ("train",), build, what), SHARDS_DIR)
+    return paths.join(_cached(cache_dir, name, ("train",), build, what), SHARDS_DIR)
 
 
 def prepare_affectnet(cache_dir: str, *, images: int = 2000, val_images: int = 200, size: int = 112, seed: int = 0,
