@@ -13,14 +13,14 @@ DIR/report.md and DIR/report.csv.
 
 import argparse
 import csv
-import os
+import io
 import sys
 
 import jax
 import ml_collections
 import numpy as np
 
-from pasn_jax import evaluate, evaluation, metrics, predictions, workdir_config
+from pasn_jax import evaluate, evaluation, metrics, paths, predictions, workdir_config
 from pasn_jax.data.folds import ORIGINAL_SPLIT
 
 SCORE_KEYS = ("au_f1", "au_tacc", "s_au", "expr_f1", "expr_tacc", "s_expr", "ccc_v", "ccc_a", "s_va")
@@ -74,10 +74,10 @@ def _scores(p: dict) -> dict:
 def _write(folder: str, p: dict, record: dict | None) -> None:
     if jax.process_index() != 0:
         return
-    os.makedirs(folder, exist_ok=True)
-    predictions.write_predictions(os.path.join(folder, "predictions.csv"), p)
+    paths.makedirs(folder)
+    predictions.write_predictions(paths.join(folder, "predictions.csv"), p)
     if record is not None:
-        evaluation.write_json(os.path.join(folder, "metrics.json"), record)
+        evaluation.write_json(paths.join(folder, "metrics.json"), record)
 
 
 def _same_frames(a: dict, b: dict, what: str) -> None:
@@ -92,7 +92,7 @@ def evaluate_ensemble(members: list[Member], out: str, split: str = "test", vote
         raise ValueError(f"--split {split}: members trained on different folds hold different {split} frames; "
                          "score the ensemble on the test split")
     validation = {m.name: m.evaluator("val").run(m.variables, m.step).scores for m in members}
-    if not os.path.isfile(os.path.join(members[0].data_dir, f"{split}.json")):  # Aff-Wild2's test labels are private
+    if not paths.path(members[0].data_dir, f"{split}.json").is_file():  # Aff-Wild2's test labels are private
         _write_report(out, {"validation": validation, "split": {}}, split, 0, vote)
         return {"validation": validation, "split": {}}
     parts, scored = [], {}
@@ -102,13 +102,13 @@ def evaluate_ensemble(members: list[Member], out: str, split: str = "test", vote
             _same_frames(parts[0], p, m.workdir)
         parts.append(p)
         scored[m.name] = _scores(p)
-        _write(os.path.join(out, "members", m.name), p, dict(workdir=m.workdir, step=m.step, split=split,
-                                                             frames=len(p["frame"]), **scored[m.name]))
+        _write(paths.join(out, "members", m.name), p, dict(workdir=m.workdir, step=m.step, split=split,
+                                                           frames=len(p["frame"]), **scored[m.name]))
     ensemble = {k: parts[0][k] for k in ("video", "frame", "au", "expr", "va")} | combine(parts, vote)
     scored["members mean"] = {k: float(np.mean([scored[m.name][k] for m in members])) for k in SCORE_KEYS}
     scored["ensemble"] = _scores(ensemble)
-    _write(os.path.join(out, "ensemble"), ensemble, dict(members=[m.workdir for m in members], vote=vote, split=split,
-                                                         frames=len(ensemble["frame"]), **scored["ensemble"]))
+    _write(paths.join(out, "ensemble"), ensemble, dict(members=[m.workdir for m in members], vote=vote, split=split,
+                                                       frames=len(ensemble["frame"]), **scored["ensemble"]))
     result = {"validation": validation, "split": scored}
     _write_report(out, result, split, len(ensemble["frame"]), vote)
     return result
@@ -125,9 +125,9 @@ def predict_ensemble(members: list[Member], out: str, vote: bool = False, root: 
         if parts:
             _same_frames(parts[0], p, m.workdir)
         parts.append(p)
-    path = os.path.join(out, "predictions.csv")
+    path = paths.join(out, "predictions.csv")
     if jax.process_index() == 0:
-        os.makedirs(out, exist_ok=True)
+        paths.makedirs(out)
         predictions.write_predictions(path, {k: parts[0][k] for k in ("video", "frame")} | combine(parts, vote))
     return path
 
@@ -161,16 +161,16 @@ def _write_report(out: str, result: dict, split: str, frames: int, vote: bool) -
           f"## Members and their ensemble ({'vote' if vote else 'mean'}) on the {split} split ({frames} frames)", "",
           *(_table(scored, mark=False) if scored else [f"The shards hold no labelled {split} split: the ensemble "
                                                        "is not scored here (predict it: --mode=predict)."]), ""]
-    evaluation.write_text(os.path.join(out, "report.md"), "\n".join(md))
-    tmp = os.path.join(out, f"report.csv.tmp-{os.getpid()}")
-    with open(tmp, "w", newline="") as f:
+    paths.makedirs(out)
+    paths.write_text(paths.join(out, "report.md"), "\n".join(md))
+    with io.StringIO(newline="") as f:
         w = csv.writer(f)
         w.writerow(["table", "model", *SCORE_KEYS])
         w.writerows(["validation", name, *(f"{s[k]:.6f}" for k in SCORE_KEYS)] for name, s in validation.items())
         for which, pick in (("validation min", 0), ("validation max", 1)):
             w.writerow([which, "", *(f"{spread[k][pick]:.6f}" for k in SCORE_KEYS)])
         w.writerows([split, name, *(f"{s[k]:.6f}" for k in SCORE_KEYS)] for name, s in scored.items())
-    os.replace(tmp, os.path.join(out, "report.csv"))
+        paths.write_text(paths.join(out, "report.csv"), f.getvalue())
 
 
 def main(argv=None) -> int:
@@ -199,8 +199,7 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     if jax.process_index() == 0:
-        with open(os.path.join(args.out, "report.md")) as f:
-            print(f.read())
+        print(paths.path(args.out, "report.md").read_text())
         print(f"wrote {args.out}/report.md, report.csv, members/, ensemble/")
     return 0
 

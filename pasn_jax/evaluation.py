@@ -4,13 +4,12 @@ workdir evaluates while training)."""
 
 import dataclasses
 import json
-import os
 from collections.abc import Callable, Iterable, Sequence
 
 import jax
 import numpy as np
 
-from pasn_jax import faults, parallel, workdir_config
+from pasn_jax import faults, parallel, paths, workdir_config
 
 _STRING_BYTES = 128  # string fields (video names) travel between processes as fixed-width bytes
 
@@ -29,9 +28,9 @@ def eval_dir(workdir: str, step: int, split: str | None = None) -> str:
     """`workdir/eval/<step>/` for the split the workdir evaluates while training (its config.json's eval.split),
     `workdir/eval/<step>/<split>/` for another: scoring the training split (`--mode=eval --config.eval.split=train`)
     never replaces the held-out scores of that step."""
-    folder = os.path.join(workdir, "eval", str(step))
+    folder = paths.join(workdir, "eval", step)
     held_out = split is None or split == workdir_config.read(workdir)["eval"].get("split")
-    return folder if held_out else os.path.join(folder, split)
+    return folder if held_out else paths.join(folder, split)
 
 
 def predict_split(predict: Callable, variables, batches: Iterable[dict], mesh, host_keys: Sequence[str]) -> dict:
@@ -67,14 +66,6 @@ def predict_split(predict: Callable, variables, batches: Iterable[dict], mesh, h
     return {k: v[keep] for k, v in {**merged, **host}.items()}
 
 
-def write_text(path: str, text: str) -> None:
-    """Writes `text` under a temporary name, then renames it into place: a reader never sees half a file."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def write_json(path: str, obj) -> None:
-    """Writes `obj` as JSON under a temporary name, then renames it into place."""
-    write_text(path, json.dumps(obj, indent=2))
+    """Writes `obj` as JSON whole (pasn_jax/paths.py: a reader never sees half a file)."""
+    paths.write_text(path, json.dumps(obj, indent=2))

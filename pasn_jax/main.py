@@ -11,10 +11,11 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from pasn_jax import checkpointing, evaluate, preemption, train, xla_flags
+from pasn_jax import checkpointing, evaluate, paths, preemption, train, xla_flags
 
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/abaw.py:demo.", lock_config=True)
-flags.DEFINE_string("workdir", None, "Folder for checkpoints, logs and evaluation outputs.")
+flags.DEFINE_string("workdir", None, "Folder for checkpoints, logs and evaluation outputs: local, or gs://BUCKET/PATH "
+                    "(requirements-gcs.txt).")
 flags.DEFINE_enum("mode", "train", ["train", "eval", "predict"], "train (then evaluate), only evaluate a checkpoint, "
                   "or predict unlabelled frames (config.predict) into workdir/predict/<step>/predictions.csv.")
 flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (implied by --coordinator_address or "
@@ -42,6 +43,9 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # our progress goes to stdout; keep library INFO chatter out
     config, workdir = FLAGS.config, FLAGS.workdir
     try:
+        paths.check(workdir, "--workdir")
+        if config.get("init_from"):
+            paths.check(config.init_from, "config.init_from")
         if FLAGS.mode == "train":
             train.train_and_evaluate(config, workdir)
         else:

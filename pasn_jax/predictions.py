@@ -6,11 +6,11 @@ Readers go by column name: a file may carry more columns (pasn_jax.predict adds 
 landmarks, and rows of frames without a face, whose `status` is not `face`)."""
 
 import csv
-import os
+import io
 
 import numpy as np
 
-from pasn_jax import labels
+from pasn_jax import labels, paths
 from pasn_jax.labels import AU_NAMES, EXPR_NAMES
 
 PREDICTED_COLUMNS = (["video", "frame"] + [f"prob_{a}" for a in AU_NAMES] + [f"prob_{e}" for e in EXPR_NAMES]
@@ -20,11 +20,10 @@ PREDICTION_COLUMNS = PREDICTED_COLUMNS + LABEL_COLUMNS
 
 
 def write_predictions(path: str, p: dict) -> None:
-    """Writes the arrays of `p` (video, frame, au_prob, expr_prob, va_pred; with labels: au, expr, va) under a
-    temporary name, then renames the file into place."""
+    """Writes the arrays of `p` (video, frame, au_prob, expr_prob, va_pred; with labels: au, expr, va) whole
+    (pasn_jax/paths.py: a reader never sees half a file; local or on an object store)."""
     labelled = "au" in p
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", newline="") as f:
+    with io.StringIO(newline="") as f:
         w = csv.writer(f)
         w.writerow(PREDICTION_COLUMNS if labelled else PREDICTED_COLUMNS)
         for i in range(len(p["frame"])):
@@ -33,13 +32,12 @@ def write_predictions(path: str, p: dict) -> None:
             if labelled:
                 row += [int(x) for x in p["au"][i]] + [int(p["expr"][i])] + [repr(float(x)) for x in p["va"][i]]
             w.writerow(row)
-    os.replace(tmp, path)
+        paths.write_text(path, f.getvalue())
 
 
 def read_predictions(path: str) -> dict:
     """The arrays of a predictions file, as the evaluator holds them (labels: sentinels where the file has none)."""
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
+    rows = list(csv.reader(io.StringIO(paths.path(path).read_text(), newline="")))
     header = rows[0] if rows else []
     missing = [c for c in PREDICTED_COLUMNS if c not in header]
     if missing:

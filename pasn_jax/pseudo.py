@@ -35,7 +35,7 @@ from collections import Counter
 import numpy as np
 import simplejpeg
 
-from pasn_jax import evaluation, labels
+from pasn_jax import evaluation, labels, paths
 from pasn_jax.data import conversion, shards
 
 PSEUDO_SOURCE = "pseudo"
@@ -144,7 +144,7 @@ def rules(data_dir: str, out: str, *, split: str = "train", min_support: int = 2
     labelled = Counter(pseudo[pseudo != labels.EXPR_MISSING].tolist())
     frames = int(np.sum(np.all(y["au"] != labels.AU_MISSING, axis=1) & (y["expr"] != labels.EXPR_MISSING)))
     os.makedirs(out, exist_ok=True)
-    evaluation.write_text(os.path.join(out, "rules.md"), rules_report(
+    paths.write_text(os.path.join(out, "rules.md"), rules_report(
         mined, frames=frames, labelled=labelled, min_support=min_support, min_purity=min_purity))
     evaluation.write_json(os.path.join(out, "rules.json"), [
         {"aus": r.aus(), "pattern": list(r.pattern), "expr": labels.EXPR_NAMES[r.expr], "support": r.support,

@@ -11,7 +11,6 @@ share of Grad-CAM mass on them divided by their share of the image (1: the map i
 """
 
 import argparse
-import glob
 import html
 import json
 import os
@@ -24,7 +23,7 @@ import numpy as np
 from PIL import Image
 from tensorboardX.proto import event_pb2
 
-from pasn_jax import checkpointing, evaluation, visualize, workdir_config
+from pasn_jax import checkpointing, paths, visualize, workdir_config
 from pasn_jax.data import folds, pipeline
 from pasn_jax.data.source import resolve_data_dir
 from pasn_jax.data.synthetic import frames as synthetic_frames, plan as synthetic_plan, tree as synthetic_tree
@@ -43,9 +42,8 @@ def read_scalars(tb_dir: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{tag: (steps, values)} of the scalar summaries in a TensorBoard folder's event files (TFRecord framing,
     tensorboardX's Event protos), the last value of a step kept."""
     series: dict[str, dict[int, float]] = {}
-    for path in sorted(glob.glob(os.path.join(tb_dir, "events.out.tfevents.*"))):
-        with open(path, "rb") as f:
-            data = f.read()
+    for path in sorted(paths.path(tb_dir).glob("events.out.tfevents.*")):
+        data = path.read_bytes()
         pos = 0
         while pos + 12 <= len(data):
             (length,) = struct.unpack("<Q", data[pos:pos + 8])
@@ -64,15 +62,14 @@ class Run:
     def __init__(self, workdir: str, name: str):
         self.workdir, self.name = workdir, name
         self.config = ml_collections.ConfigDict(workdir_config.read(workdir))
-        steps = sorted(int(s) for s in os.listdir(os.path.join(workdir, "eval"))) if os.path.isdir(
-            os.path.join(workdir, "eval")) else []
+        evals = paths.path(workdir, "eval")
+        steps = sorted(int(p.name) for p in evals.iterdir() if p.name.isdigit()) if evals.is_dir() else []
         if not steps:
             raise FileNotFoundError(f"{workdir}/eval: no evaluation; run it with --mode=eval first")
-        folder = os.path.join(workdir, "eval", str(steps[-1]))
-        with open(os.path.join(folder, "metrics.json")) as f:
-            self.metrics = json.load(f)
-        self.predictions = read_predictions(os.path.join(folder, "predictions.csv"))
-        self.scalars = read_scalars(os.path.join(workdir, "tb"))
+        folder = evals / str(steps[-1])
+        self.metrics = json.loads((folder / "metrics.json").read_text())
+        self.predictions = read_predictions(os.fspath(folder / "predictions.csv"))
+        self.scalars = read_scalars(paths.join(workdir, "tb"))
 
     def eval_examples(self, count: int) -> list[dict]:
         """`count` examples spread over the run's evaluation split (pipeline.spread_examples)."""
@@ -206,7 +203,7 @@ img{{max-width:100%}}</style></head>
 </body></html>
 """
     path = os.path.join(out, "index.html")
-    evaluation.write_text(path, page)
+    paths.write_text(path, page)
     with open(os.path.join(out, "figures.json"), "w") as f:
         json.dump({"figures": figures, "parts_mass_ratio": {n: v[0] for n, v in ratios.items()}}, f, indent=1)
     return path

@@ -7,10 +7,11 @@ the one training evaluates).
 """
 
 import json
-import os
 
 import jax
 import ml_collections
+
+from pasn_jax import paths
 
 # Keys that may differ between runs sharing a workdir: they change how long or how the run proceeds and logs,
 # not what the checkpoint holds or which data it continues on.
@@ -48,12 +49,12 @@ def _flatten(d, prefix=""):
 def check(workdir: str, config: ml_collections.ConfigDict, write: bool = True) -> None:
     """Refuses a config that cannot resume (or evaluate) this workdir; writes `workdir/config.json` on first use
     when `write`."""
-    path = os.path.join(workdir, "config.json")
+    path = paths.path(workdir) / "config.json"
     current = _flatten(json.loads(config.to_json()))
-    if os.path.exists(path):
-        with open(path) as f:
-            saved = ({k: v for k, v in _ADDED_KEYS.items() if k in current}
-                     | {k: v for k, v in current.items() if k.startswith(_ADDED_GROUPS)} | _flatten(json.load(f)))
+    if path.exists():
+        saved = ({k: v for k, v in _ADDED_KEYS.items() if k in current}
+                 | {k: v for k, v in current.items() if k.startswith(_ADDED_GROUPS)}
+                 | _flatten(json.loads(path.read_text())))
         differ = sorted(k for k in set(saved) | set(current)
                         if saved.get(k) != current.get(k) and not k.startswith(_RESUMABLE_KEYS))
         if differ:
@@ -63,11 +64,8 @@ def check(workdir: str, config: ml_collections.ConfigDict, write: bool = True) -
                 "use a new --workdir or the same config")
         return
     if write and jax.process_index() == 0:
-        os.makedirs(workdir, exist_ok=True)
-        tmp = f"{path}.tmp-{os.getpid()}"
-        with open(tmp, "w") as f:
-            f.write(config.to_json(indent=2))
-        os.replace(tmp, path)
+        paths.makedirs(workdir)
+        paths.write_text(path, config.to_json(indent=2))
 
 
 def resolve_dtype(workdir: str, config: ml_collections.ConfigDict) -> str:
@@ -76,11 +74,10 @@ def resolve_dtype(workdir: str, config: ml_collections.ConfigDict) -> str:
     optimizer state and losses stay float32). Returns a note for the log, or ''."""
     if config.model.dtype != "auto":
         return ""
-    path = os.path.join(workdir, "config.json")
+    path = paths.path(workdir) / "config.json"
     platform = jax.default_backend()
-    if os.path.exists(path):
-        with open(path) as f:
-            recorded = json.load(f)["model"]["dtype"]
+    if path.exists():
+        recorded = json.loads(path.read_text())["model"]["dtype"]
         config.model.dtype = recorded
         default = "float32" if platform == "cpu" else "bfloat16"
         return f"model.dtype auto: {recorded}, as this workdir was trained" + (
@@ -91,8 +88,7 @@ def resolve_dtype(workdir: str, config: ml_collections.ConfigDict) -> str:
 
 def read(workdir: str) -> dict:
     """The config a workdir was made with (`config.json`), as a plain dict."""
-    path = os.path.join(workdir, "config.json")
-    if not os.path.isfile(path):
+    path = paths.path(workdir) / "config.json"
+    if not path.is_file():
         raise FileNotFoundError(f"{path}: missing; {workdir} is not a workdir of pasn_jax.main")
-    with open(path) as f:
-        return {"task": _ADDED_KEYS["task"], **json.load(f)}
+    return {"task": _ADDED_KEYS["task"], **json.loads(path.read_text())}

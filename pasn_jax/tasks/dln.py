@@ -12,7 +12,7 @@ import os
 import jax
 import jax.numpy as jnp
 
-from pasn_jax import evaluation, parallel, prior_losses, prior_metrics, tower_weights
+from pasn_jax import evaluation, parallel, paths, prior_losses, prior_metrics, tower_weights
 from pasn_jax.data import triplet_pipeline
 from pasn_jax.data.synthetic.prepare import prepare_triplets
 from pasn_jax.models import dln, towers
@@ -126,8 +126,8 @@ class Evaluator:
                                        chance={"triplet_accuracy": CHANCE_ACCURACY})
         if workdir is not None and jax.process_index() == 0:
             out_dir = evaluation.eval_dir(workdir, step, self.split)
-            os.makedirs(out_dir, exist_ok=True)
-            evaluation.write_json(os.path.join(out_dir, "metrics.json"),
+            paths.makedirs(out_dir)
+            evaluation.write_json(paths.join(out_dir, "metrics.json"),
                                   dict(step=step, split=self.split, triplets=result.frames, **scores,
                                        chance=result.chance))
         return result

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pasn_jax import evaluation, parallel, prior_losses, prior_metrics, train_state
+from pasn_jax import evaluation, parallel, paths, prior_losses, prior_metrics, train_state
 from pasn_jax.data import pipeline, shards, train_stream, verification_bin
 from pasn_jax.data.synthetic.prepare import prepare_identities
 from pasn_jax.models import face_id, towers
@@ -126,8 +126,8 @@ class Evaluator:
                                        frames=pairs, scores=scores, chance={"accuracy": CHANCE_ACCURACY})
         if workdir is not None and jax.process_index() == 0:
             out_dir = evaluation.eval_dir(workdir, step)
-            os.makedirs(out_dir, exist_ok=True)
-            evaluation.write_json(os.path.join(out_dir, "metrics.json"),
+            paths.makedirs(out_dir)
+            evaluation.write_json(paths.join(out_dir, "metrics.json"),
                                   dict(step=step, sets=self.sets, pairs=pairs, **scores, chance=result.chance))
         return result
 

@@ -5,13 +5,12 @@ A task of the one training loop (`pasn_jax/tasks/__init__.py` lists what a task 
 """
 
 import functools
-import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pasn_jax import evaluation, losses, metrics, parallel, predictions, tower_weights, visualize
+from pasn_jax import evaluation, losses, metrics, parallel, paths, predictions, tower_weights, visualize
 from pasn_jax.data import folds, frames_tree, pipeline, train_stream
 from pasn_jax.data.source import resolve_data_dir, train_source
 from pasn_jax.data.synthetic import prepare, tree
@@ -39,11 +38,12 @@ def predict_source(config, data_dir: str) -> frames_tree.TreeFrames:
         if config.data.source != "synthetic":
             raise ValueError("config.predict.root: expected a folder with cropped_aligned/<video>/<frame:05d>.jpg "
                              "(e.g. the ABAW test set's frames), with config.predict.videos listing its videos")
-        root = os.path.join(os.path.dirname(data_dir), prepare.TREE_DIR)
-        videos = videos or os.path.join(root, tree.TEST_LIST_FILE)
-        if not os.path.isfile(videos):
+        root = paths.join(paths.path(data_dir).parent, prepare.TREE_DIR)
+        videos = videos or paths.join(root, tree.TEST_LIST_FILE)
+        if not paths.path(videos).is_file():
             raise ValueError("config.data.synthetic.test_videos is 0: the synthetic set has no test videos to "
                              "predict; set it, or config.predict.root")
+    paths.check(root, "config.predict.root")
     return frames_tree.TreeFrames(root, videos)
 
 
@@ -132,9 +132,9 @@ class Evaluator:
                                        images=self.pictures(variables, p, source))
         if workdir is not None and jax.process_index() == 0:
             out_dir = evaluation.eval_dir(workdir, step, self.split)
-            os.makedirs(out_dir, exist_ok=True)
-            predictions.write_predictions(os.path.join(out_dir, "predictions.csv"), p)
-            evaluation.write_json(os.path.join(out_dir, "metrics.json"),
+            paths.makedirs(out_dir)
+            predictions.write_predictions(paths.join(out_dir, "predictions.csv"), p)
+            evaluation.write_json(paths.join(out_dir, "metrics.json"),
                                   dict(step=step, split=self.split, frames=result.frames, **result.scores,
                                        chance=result.chance))
         return result
