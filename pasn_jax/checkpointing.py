@@ -2,11 +2,18 @@
 data position (`data`: the train stream's position is the step, pasn_jax/data/train_stream.py, so no iterator
 state is needed and a workdir resumes with any number of input workers or devices, from any copy of the data).
 
-Restarting in the same workdir resumes from the latest step with the identical next batch. A checkpoint that does
-not restore is moved aside (renamed, never deleted) and the one before it is used; a save that fails is one error
-naming the last committed checkpoint, which it leaves intact.
+The folder is local, on a shared disk or on an object store (`gs://`, pasn_jax/paths.py). Restarting in the same
+workdir resumes from the latest step with the identical next batch. Restoring is one decision for all processes:
+process 0 names the step, every process restores it, and all learn each other's outcome. A checkpoint that is
+recognisably damaged (files missing or truncated, metadata unreadable) is moved aside (renamed, never deleted) and
+the one before it is used; any other error (permission, network, memory) stops the run and leaves every checkpoint
+as it was. A save that fails is one error naming the last committed checkpoint, which it leaves intact.
+
+Inference (evaluation, Predictor, the ensemble, tower weights, init_from) restores only the parameters and batch
+statistics, onto the devices it has (`read_variables`), whatever the topology that wrote them.
 """
 
+import json
 import os
 from collections.abc import Mapping
 
@@ -16,22 +23,24 @@ import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
-from pasn_jax import faults, workdir_config
+from pasn_jax import faults, paths, workdir_config
+
+VARIABLES = ("params", "batch_stats")  # what inference restores
 
 
-
-def read_variables(workdir: str, step: int | None = None) -> tuple[dict, int]:
-    """({'params', 'batch_stats'} as host numpy arrays, step) of a workdir's checkpoint (the latest by default),
-    read without building its model."""
+def read_variables(workdir: str, step: int | None = None, sharding=None) -> tuple[dict, int]:
+    """({'params', 'batch_stats'}, step) of a workdir's checkpoint (the latest by default), read without building its
+    model and without the optimizer state: each array restored onto `sharding` (None: host numpy arrays, on this
+    process's first device on the way), whatever the devices that wrote it."""
     ckpt = Checkpointer(workdir, read_only=True)
     try:
         step = ckpt.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"{ckpt.directory}: no checkpoint; train this workdir first")
-        state = ckpt.restore(step, None)
+        variables = ckpt.restore_variables(step, sharding or jax.sharding.SingleDeviceSharding(jax.local_devices()[0]))
     finally:
         ckpt.close()
-    return {k: jax.tree.map(np.asarray, state[k]) for k in ("params", "batch_stats")}, step
+    return (jax.tree.map(np.asarray, variables) if sharding is None else variables), step
 
 
 def read_trained(workdir: str, build_model) -> tuple[ml_collections.ConfigDict, object, dict, int]:
@@ -66,6 +75,29 @@ class InjectedWriteFailure:
     item written, the data item not), as a full disk or a lost file system would (pasn_jax/faults.py)."""
 
 
+# tensorstore's status codes for bytes that are gone or cut short (a missing or truncated array file or manifest)
+_DAMAGE_CODES = ("DATA_LOSS", "OUT_OF_RANGE", "NOT_FOUND")
+
+
+def damaged(error: BaseException) -> bool:
+    """True when `error` (or an error it came from) says a checkpoint's files are damaged: a file missing or cut
+    short, metadata that does not parse, an item absent. Anything else (permission, network, memory, a model of
+    another shape) is not the checkpoint's fault."""
+    while error is not None:
+        if isinstance(error, (FileNotFoundError, json.JSONDecodeError)):
+            return True
+        if isinstance(error, KeyError) and "was not found in the checkpoint" in str(error):
+            return True
+        if isinstance(error, ValueError) and str(error).startswith(_DAMAGE_CODES):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _reason(error: BaseException) -> str:
+    return f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:200]}"
+
+
 class Checkpointer:
     """Train state + the data stream's position, saved and restored together under `workdir/checkpoints`."""
 
@@ -77,7 +109,8 @@ class Checkpointer:
                                                      save_interval_steps=0 if read_only else 1,
                                                      enable_async_checkpointing=async_save and not read_only,
                                                      cleanup_tmp_directories=not read_only)
-        self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+        folder = paths.join(workdir, "checkpoints")
+        self.directory = folder if paths.is_remote(folder) else os.path.abspath(folder)
         self._manager = self._open()
         self._pending = None  # the step being written in the background
 
@@ -97,8 +130,13 @@ class Checkpointer:
                                f"last committed checkpoint, step {self._committed()}, is intact")
 
     def _committed(self) -> int | None:
-        steps = [int(n) for n in os.listdir(self.directory) if n.isdigit()] if os.path.isdir(self.directory) else []
-        return max(steps, default=None)
+        """The newest step whose folder is complete (on an object store: holds Orbax's commit marker)."""
+        folder = paths.path(self.directory)
+        if not folder.exists():
+            return None
+        remote = paths.is_remote(self.directory)
+        return max((int(p.name) for p in folder.iterdir()
+                    if p.name.isdigit() and (not remote or (p / "commit_success.txt").exists())), default=None)
 
     def wait(self) -> None:
         """Waits for a save in flight to commit; a failed one raises CheckpointError."""
@@ -125,46 +163,101 @@ class Checkpointer:
             self.wait()
             faults.kill()
 
-    def restore(self, step: int, abstract_state):
-        """Restores the state of `step` onto the shardings of `abstract_state` (None: as saved, a nested dict)."""
+    def _check_step(self, step: int) -> None:
         if step not in self._manager.all_steps():
             raise FileNotFoundError(f"{self.directory}: no checkpoint at step {step} "
                                     f"(available: {self.all_steps() or 'none'})")
-        return self._manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state))).state
+        if faults.armed("restore_error"):
+            raise PermissionError(13, "Permission denied (injected)", f"{self.directory}/{step}")
+
+    def restore(self, step: int, abstract_state):
+        """Restores the state of `step` onto the shardings of `abstract_state`. Read by Orbax's item handler, which
+        holds no barrier: a process that fails here returns at once, and restore_latest's processes agree after."""
+        self._check_step(step)
+        handler = ocp.StandardCheckpointHandler()
+        try:
+            return handler.restore(paths.path(self.directory, str(step), "state"),
+                                   args=ocp.args.StandardRestore(abstract_state))
+        finally:
+            handler.close()
+
+    def restore_variables(self, step: int, sharding) -> dict:
+        """{'params', 'batch_stats'} of `step` onto `sharding` (each array whole on its devices), the optimizer
+        state left unread: shapes and dtypes from the checkpoint's metadata, not from the sharding that wrote it."""
+        self._check_step(step)
+        folder = paths.path(self.directory, str(step), "state")
+        handler = ocp.PyTreeCheckpointHandler()
+        try:
+            tree = handler.metadata(folder).tree
+            target = {k: jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding), tree[k])
+                      for k in VARIABLES}
+            return handler.restore(folder, args=ocp.args.PyTreeRestore(
+                item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target), partial_restore=True))
+        finally:
+            handler.close()
 
     def restore_latest(self, abstract_state, log) -> tuple[object, int] | None:
-        """(state, step) of the newest checkpoint that restores, or None when there is none. One that does not
-        restore is reported with `log` in one line and moved aside (renamed `<step>.unreadable-<n>`, never deleted,
-        so that the next save of that step does not collide with it); all unreadable -> CheckpointError."""
+        """(state, step) of the newest checkpoint that restores, or None when there is none; one decision for all
+        processes. Process 0 names the step; every process restores it; all learn every outcome. Damaged on any
+        process (`damaged`): reported with `log` in one line, moved aside (renamed `<step>.unreadable-<n>`, never
+        deleted, so that the next save of that step does not collide with it) and the one before tried; all
+        damaged -> CheckpointError. Any other error on any process: CheckpointError, every checkpoint left as it
+        was."""
         moved = []
-        while (step := self.latest_step()) is not None:
+        while (step := self._agreed(self.latest_step())) is not None:
+            state, error = None, None
             try:
-                return self.restore(step, abstract_state), step
-            except Exception as e:  # Orbax, grain and file errors of many kinds
-                reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-                aside = self._move_aside(step)
-                moved.append(aside)
-                log(f"{self.directory}/{step}: checkpoint does not restore ({type(e).__name__}: {reason}); moved "
-                    f"aside to {aside}, trying the one before")
+                state = self.restore(step, abstract_state)
+            except Exception as e:  # Orbax, tensorstore and file errors of many kinds
+                error = e
+            outcomes = self._gathered(0 if error is None else 1 if damaged(error) else 2)
+            if max(outcomes) == 0:
+                return state, step
+            where = f"{self.directory}/{step}"
+            if max(outcomes) == 2:
+                kept = "not a damaged checkpoint: every checkpoint is left as it was; fix the cause and run again"
+                if error is not None and not damaged(error):
+                    raise CheckpointError(f"{where}: restoring failed ({_reason(error)}); {kept}") from error
+                others = ", ".join(str(i) for i, o in enumerate(outcomes) if o == 2)
+                raise CheckpointError(f"{where}: restoring failed on process {others} (its error says why); {kept}")
+            aside = self._move_aside(step)
+            moved.append(aside)
+            why = _reason(error) if error is not None else "damaged as another process read it"
+            log(f"{where}: checkpoint does not restore ({why}); moved aside to {aside}, trying the one before")
         if moved:
             raise CheckpointError(f"{self.directory}: no checkpoint restores (moved aside: {', '.join(moved)}); "
                                   f"use a new --workdir or restore one by hand")
         return None
 
+    @staticmethod
+    def _agreed(step: int | None) -> int | None:
+        """Process 0's `step`, on every process."""
+        if jax.process_count() == 1:
+            return step
+        agreed = int(multihost_utils.broadcast_one_to_all(np.int64(-1 if step is None else step)))
+        return None if agreed < 0 else agreed
+
+    @staticmethod
+    def _gathered(outcome: int) -> list[int]:
+        """Every process's `outcome`, in process order."""
+        if jax.process_count() == 1:
+            return [outcome]
+        return [int(x) for x in np.ravel(multihost_utils.process_allgather(np.int32(outcome)))]
+
     def _move_aside(self, step: int) -> str:
         """Renames checkpoint `step` out of the manager's sight (process 0; the others wait) and reopens it."""
-        folder = os.path.join(self.directory, str(step))
+        folder = paths.path(self.directory, str(step))
         n = 0
-        while os.path.exists(f"{folder}.unreadable-{n}"):
-            n += 1
         if jax.process_index() == 0:
-            os.rename(folder, f"{folder}.unreadable-{n}")
+            while folder.with_name(f"{step}.unreadable-{n}").exists():
+                n += 1
+            folder.rename(folder.with_name(f"{step}.unreadable-{n}"))
         if jax.process_count() > 1:
+            n = int(multihost_utils.broadcast_one_to_all(np.int64(n)))
             multihost_utils.sync_global_devices(f"pasn_jax: checkpoint {step} moved aside")
         self._manager.close()
         self._manager = self._open()
-        return f"{folder}.unreadable-{n}"
+        return f"{self.directory}/{step}.unreadable-{n}"
 
     def close(self) -> None:
         self.wait()

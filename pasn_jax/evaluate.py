@@ -3,16 +3,14 @@
 one training evaluates); `--mode=predict`: PASN's predictions on frames without labels (config.predict), written to
 `workdir/predict/<step>/predictions.csv`."""
 
-import os
-
 import jax
 
-from pasn_jax import (checkpointing, config_checks, evaluation, parallel, predictions, tasks, train_state,
-                      workdir_config)
+from pasn_jax import checkpointing, config_checks, evaluation, parallel, paths, predictions, tasks, workdir_config
 
 
 def restore(config, workdir: str, step: int | None = None):
-    """(task, model, variables, data_dir, mesh, step) of a workdir's checkpoint (the latest, or `step`)."""
+    """(task, model, variables, data_dir, mesh, step) of a workdir's checkpoint (the latest, or `step`): only its
+    parameters and batch statistics, replicated on this run's mesh (any device and process count)."""
     mesh = parallel.make_mesh()
     dtype_note = workdir_config.resolve_dtype(workdir, config)
     if dtype_note and jax.process_index() == 0:
@@ -21,17 +19,16 @@ def restore(config, workdir: str, step: int | None = None):
     workdir_config.check(workdir, config, write=False)
     task = tasks.load(config)
     ckpt = checkpointing.Checkpointer(workdir, read_only=True)
-    if step is None:
-        step = ckpt.latest_step()
+    try:
+        step = ckpt.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"{ckpt.directory}: no checkpoint to evaluate; train first (--mode=train)")
-    data_dir = task.prepare_data(config)
-    model = task.build_model(config, data_dir)
-    optimizer, _ = train_state.make_optimizer(model, config, task.trainable_mask)
-    abstract = train_state.abstract_train_state(model, optimizer, config.model.image_size, parallel.replicated(mesh))
-    state = ckpt.restore(step, abstract)
-    ckpt.close()
-    return task, model, {"params": state.params, "batch_stats": state.batch_stats}, data_dir, mesh, step
+        data_dir = task.prepare_data(config)
+        model = task.build_model(config, data_dir)
+        variables = ckpt.restore_variables(step, parallel.replicated(mesh))
+    finally:
+        ckpt.close()
+    return task, model, variables, data_dir, mesh, step
 
 
 def evaluate(config, workdir: str, step: int | None = None) -> evaluation.EvalResult:
@@ -52,9 +49,9 @@ def predict(config, workdir: str, step: int | None = None) -> str:
     task, model, variables, data_dir, mesh, step = restore(config, workdir, step)
     source = task.predict_source(config, data_dir)
     p = task.Evaluator(model, config, data_dir, mesh).predict(variables, source)
-    path = os.path.join(workdir, "predict", str(step), "predictions.csv")
+    path = paths.join(workdir, "predict", str(step), "predictions.csv")
     if jax.process_index() == 0:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        paths.makedirs(paths.path(path).parent)
         predictions.write_predictions(path, {k: p[k] for k in ("video", "frame", "au_prob", "expr_prob", "va_pred")})
         print(f"wrote {path}: {len(p['frame'])} frames of {len(source.videos)} videos in {source.root} (step {step})",
               flush=True)
