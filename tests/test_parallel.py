@@ -1,5 +1,5 @@
 """Data parallelism: 1 device against 8 simulated devices and against 2 processes x 2 devices (launch/local.sh), in
-training, evaluation and resumption.
+training, evaluation, resumption and inference (a checkpoint of 8 devices read on 1 and on 2 x 2).
 
 The global batch and the data order do not depend on the device or process count (the stream's batch k is a function
 of the seed and k), batch norm statistics are reduced over the global batch, and dropout masks come from a
@@ -10,15 +10,19 @@ End to end with several processes and simulated devices (compiles for each devic
 (`make test-slow`).
 """
 
+import glob
 import json
 import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 from runs import REPO, env_with_devices, load_state, max_abs_difference, printed_losses, run_main, smoke_args
 
+from pasn_jax import predict
+from pasn_jax.data import pipeline
 from pasn_jax.predictions import read_predictions
 
 STEPS = 6
@@ -103,3 +107,35 @@ def test_a_run_of_eight_devices_resumes_on_four_with_the_same_next_batches(smoke
     reference = run_main(_args(one_device[0], smoke_cache, steps=STEPS + 2), devices=1)  # continued on 1 device
     _assert_same_losses(reference.stdout, resumed.stdout, range(STEPS + 1, STEPS + 3))
     assert max_abs_difference(load_state(one_device[0]).params, load_state(workdir).params) < TOLERANCE
+
+
+
+def test_a_checkpoint_of_eight_devices_predicts_alike_on_one_device_and_on_two_processes(eight_devices, smoke_cache,
+                                                                                          tmp_path):
+    """Inference restores the parameters and batch statistics onto the devices it has: `--mode=eval` on 2 processes
+    x 2 devices and `Predictor` in this process (1 device) give the predictions of the 8-device run's evaluation."""
+    workdir = eight_devices[0]
+    step = max(int(n) for n in os.listdir(os.path.join(workdir, "checkpoints")) if n.isdigit())  # 8 when resumed
+    evaluated = str(tmp_path / "eval_2x2")
+    os.makedirs(evaluated)
+    for name in ("config.json", "checkpoints"):
+        os.symlink(os.path.join(workdir, name), os.path.join(evaluated, name))
+    env = env_with_devices(2) | {"PYTHON": sys.executable}
+    multi = subprocess.run(["launch/local.sh", "2", *_args(evaluated, smoke_cache), "--mode=eval"], cwd=REPO, env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert multi.returncode == 0, multi.stdout + multi.stderr
+    assert f"[p0] wrote {evaluated}/eval/{step}" in multi.stdout
+    _assert_same_evaluation(workdir, evaluated, step)
+
+    assert jax.device_count() == 1
+    predictor = predict.Predictor.from_workdir(workdir)
+    assert predictor.step == step
+    expected = read_predictions(os.path.join(workdir, "eval", str(step), "predictions.csv"))
+    (tree,) = glob.glob(os.path.join(smoke_cache, "*", "tree"))
+    images = []
+    for video, frame in zip(expected["video"], expected["frame"]):
+        with open(os.path.join(tree, "cropped_aligned", video, f"{int(frame):05d}.jpg"), "rb") as f:
+            images.append(pipeline.plain_image(f.read(), predictor.image_size))  # as the evaluation reads a frame
+    got = predictor.predict_crops(np.stack(images))
+    for key in ("au_prob", "expr_prob", "va_pred"):
+        assert np.max(np.abs(got[key] - expected[key])) < TOLERANCE, key
