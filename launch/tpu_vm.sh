@@ -3,12 +3,13 @@
 # TPU pod topology itself with --distributed), run from your machine with gcloud.
 #
 #   launch/tpu_vm.sh TPU_NAME ZONE --config=configs/abaw.py --workdir=gs://BUCKET/runs/abaw \
-#       --config.data.dir=/mnt/disks/data/affwild2_shards
+#       --config.data.dir=gs://BUCKET/affwild2_shards
 #
-# The repository and the shards must be at the same paths on every worker (e.g. cloned there by this script and a
-# shared disk); the workdir on a file system every worker sees (a bucket through Orbax, or a shared disk). Global
-# batch: config.batch_size over all TPU cores (a v4-32 slice has 16 chips: use a multiple of 16). Install first on
-# every worker:  pip install -r requirements.txt -r requirements-tpu.txt
+# The repository must be at the same path on every worker (cloned there, e.g. by a startup script); the workdir and
+# the shards on storage every worker sees: a bucket (gs://, as above; tests/test_gcs.py runs this command shape
+# against a GCS emulator) or a shared disk mounted at the same path. Global batch: config.batch_size over all TPU
+# cores (a v4-32 slice has 16 chips: use a multiple of 16). Install first on every worker:
+#   pip install -r requirements-tpu.txt -r requirements-gcs.txt
 set -euo pipefail
 if [[ $# -lt 3 ]]; then
   echo "usage: launch/tpu_vm.sh TPU_NAME ZONE --config=... --workdir=... [flags]" >&2
