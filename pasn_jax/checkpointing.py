@@ -169,6 +169,11 @@ class Checkpointer:
                                     f"(available: {self.all_steps() or 'none'})")
         if faults.armed("restore_error"):
             raise PermissionError(13, "Permission denied (injected)", f"{self.directory}/{step}")
+        # The tree's metadata first: without it Orbax reports a pytree mismatch rather than a missing file.
+        metadata = paths.path(self.directory, str(step), "state", "_METADATA")
+        if not metadata.is_file():
+            raise FileNotFoundError(f"{metadata}: missing")
+        json.loads(metadata.read_text())  # JSONDecodeError when cut short
 
     def restore(self, step: int, abstract_state):
         """Restores the state of `step` onto the shardings of `abstract_state`. Read by Orbax's item handler, which
