@@ -36,7 +36,7 @@ def read_variables(workdir: str, step: int | None = None, sharding=None) -> tupl
     try:
         step = ckpt.latest_step() if step is None else step
         if step is None:
-            raise FileNotFoundError(f"{ckpt.directory}: no checkpoint; train this workdir first")
+            raise FileNotFoundError(f"{ckpt.directory}: no checkpoint; train this workdir first (--mode=train)")
         variables = ckpt.restore_variables(step, sharding or jax.sharding.SingleDeviceSharding(jax.local_devices()[0]))
     finally:
         ckpt.close()
@@ -74,6 +74,8 @@ class InjectedWriteFailure:
     """An object no checkpoint can write: put in a save's data record, it makes the save fail midway (the state
     item written, the data item not), as a full disk or a lost file system would (pasn_jax/faults.py)."""
 
+
+RESTORED, DAMAGED, FAILED = range(3)  # a process's outcome of restoring a step, gathered by all
 
 # tensorstore's status codes for bytes that are gone or cut short (a missing or truncated array file or manifest)
 _DAMAGE_CODES = ("DATA_LOSS", "OUT_OF_RANGE", "NOT_FOUND")
@@ -215,15 +217,16 @@ class Checkpointer:
                 state = self.restore(step, abstract_state)
             except Exception as e:  # Orbax, tensorstore and file errors of many kinds
                 error = e
-            outcomes = self._gathered(0 if error is None else 1 if damaged(error) else 2)
-            if max(outcomes) == 0:
+            outcome = RESTORED if error is None else DAMAGED if damaged(error) else FAILED
+            outcomes = self._gathered(outcome)
+            if set(outcomes) == {RESTORED}:
                 return state, step
             where = f"{self.directory}/{step}"
-            if max(outcomes) == 2:
+            if FAILED in outcomes:
                 kept = "not a damaged checkpoint: every checkpoint is left as it was; fix the cause and run again"
-                if error is not None and not damaged(error):
+                if outcome == FAILED:
                     raise CheckpointError(f"{where}: restoring failed ({_reason(error)}); {kept}") from error
-                others = ", ".join(str(i) for i, o in enumerate(outcomes) if o == 2)
+                others = ", ".join(str(i) for i, o in enumerate(outcomes) if o == FAILED)
                 raise CheckpointError(f"{where}: restoring failed on process {others} (its error says why); {kept}")
             aside = self._move_aside(step)
             moved.append(aside)

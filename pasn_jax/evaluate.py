@@ -18,17 +18,9 @@ def restore(config, workdir: str, step: int | None = None):
     config_checks.check(config, mesh.size)
     workdir_config.check(workdir, config, write=False)
     task = tasks.load(config)
-    ckpt = checkpointing.Checkpointer(workdir, read_only=True)
-    try:
-        step = ckpt.latest_step() if step is None else step
-        if step is None:
-            raise FileNotFoundError(f"{ckpt.directory}: no checkpoint to evaluate; train first (--mode=train)")
-        data_dir = task.prepare_data(config)
-        model = task.build_model(config, data_dir)
-        variables = ckpt.restore_variables(step, parallel.replicated(mesh))
-    finally:
-        ckpt.close()
-    return task, model, variables, data_dir, mesh, step
+    variables, step = checkpointing.read_variables(workdir, step, parallel.replicated(mesh))
+    data_dir = task.prepare_data(config)
+    return task, task.build_model(config, data_dir), variables, data_dir, mesh, step
 
 
 def evaluate(config, workdir: str, step: int | None = None) -> evaluation.EvalResult:

@@ -13,7 +13,7 @@ import os
 import shutil
 import socket
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from etils import epath
 
@@ -93,16 +93,20 @@ def check(p, what: str) -> epath.Path:
     return path(text)
 
 
+def _replaced(target, write: Callable[[str], object]) -> None:
+    """write(tmp) for a temporary name beside local file `target`, then the rename that puts it in place."""
+    tmp = f"{target}.tmp-{os.getpid()}"
+    write(tmp)
+    os.replace(tmp, target)
+
+
 def write_bytes(p, data: bytes) -> None:
     """Writes `data` to `p` whole (a local file under a temporary name, then renamed; an object in one upload)."""
-    target = path(p)
-    if is_remote(target):
-        target.write_bytes(data)
+    if is_remote(p):
+        fs, where = _fs(p)
+        fs.pipe_file(where, data)
         return
-    tmp = f"{target}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, target)
+    _replaced(path(p), lambda tmp: epath.Path(tmp).write_bytes(data))
 
 
 def write_text(p, text: str) -> None:
@@ -152,12 +156,9 @@ def copy_tree(source: str, target, last: Iterable[str] = ()) -> None:
 
 def copy_file(source: str, target) -> None:
     """Copies local file `source` to `target` whole (a local file under a temporary name, then renamed; an object
-    streamed in one upload that appears when it completes)."""
-    target = path(target)
+    in one upload that appears when it completes)."""
     if is_remote(target):
-        with open(source, "rb") as f, target.open("wb") as out:
-            shutil.copyfileobj(f, out, 16 << 20)
+        fs, where = _fs(target)
+        fs.put_file(source, where)
         return
-    tmp = f"{target}.tmp-{os.getpid()}"
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
+    _replaced(path(target), lambda tmp: shutil.copyfile(source, tmp))
