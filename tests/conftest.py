@@ -77,12 +77,8 @@ def expected_labels(synthetic_tree) -> dict:
 @pytest.fixture(scope="session")
 def smoke_cache(tmp_path_factory) -> str:
     """A synthetic cache folder holding the smoke config's rendered and converted set."""
-    from configs import abaw
-
     cache = str(tmp_path_factory.mktemp("cache"))
-    s = abaw.get_config("smoke").data.synthetic
-    prepare_synthetic(cache, videos=s.videos, frames=s.frames, size=s.size, seed=s.seed, num_shards=s.num_shards,
-                      test_videos=s.test_videos)
+    prepare_synthetic(cache, **runs.smoke_synthetic())
     return cache
 
 

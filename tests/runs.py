@@ -18,6 +18,15 @@ def smoke_args(workdir: str, cache_dir: str, *overrides: str, config: str = "smo
             f"--config.data.synthetic.cache_dir={cache_dir}", *overrides]
 
 
+def smoke_synthetic() -> dict:
+    """The keyword arguments of prepare_synthetic for the smoke config's synthetic set."""
+    from configs import abaw
+
+    s = abaw.get_config("smoke").data.synthetic
+    return dict(videos=s.videos, frames=s.frames, size=s.size, seed=s.seed, num_shards=s.num_shards,
+                test_videos=s.test_videos)
+
+
 def smoke_run_args(workdir: str, cache_dir: str) -> list[str]:
     """The smoke run the resume tests share: SMOKE_STEPS steps, a checkpoint every 50, the last 2 kept."""
     return smoke_args(workdir, cache_dir, f"--config.num_steps={SMOKE_STEPS}", "--config.log_every=50",
@@ -38,10 +47,12 @@ def env_with_devices(devices: int, *, optimize: bool = False) -> dict:
     return env
 
 
-def run_main(args: list[str], *, devices: int = 1, timeout: int = 600, check: bool = True, optimize: bool = False):
-    """Runs `python -m pasn_jax.main ARGS` in the repository; returns the CompletedProcess."""
+def run_main(args: list[str], *, devices: int = 1, timeout: int = 600, check: bool = True, optimize: bool = False,
+             env: dict | None = None):
+    """Runs `python -m pasn_jax.main ARGS` in the repository (with `env` added to the environment); returns the
+    CompletedProcess."""
     proc = subprocess.run([sys.executable, "-m", "pasn_jax.main", *args], cwd=REPO,
-                          env=env_with_devices(devices, optimize=optimize),
+                          env=env_with_devices(devices, optimize=optimize) | (env or {}),
                           capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"pasn_jax.main failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")

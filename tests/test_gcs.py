@@ -21,7 +21,7 @@ import time
 import urllib.request
 
 import pytest
-from runs import REPO, env_with_devices, load_state, max_abs_difference
+from runs import REPO, env_with_devices, load_state, max_abs_difference, run_main, smoke_synthetic
 
 from pasn_jax import paths, predictions
 from pasn_jax.data.synthetic import prepare
@@ -100,18 +100,9 @@ def _args(workdir: str, data: str, *more: str) -> list[str]:
             "--config.keep_checkpoints=2", *more]
 
 
-def _main(args: list[str], env: dict, check: bool = True) -> subprocess.CompletedProcess:
-    """`python -m pasn_jax.main ARGS` on one device with `env` added."""
-    proc = subprocess.run([sys.executable, "-m", "pasn_jax.main", *args], cwd=REPO, env=env_with_devices(1) | env,
-                          capture_output=True, text=True, timeout=600)
-    if check:
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
-
-
 @pytest.mark.slow
 def test_a_run_on_gcs_trains_resumes_evaluates_and_predicts_as_on_local_folders(gcs, smoke_cache, tmp_path):
-    local_data = os.path.dirname(prepare.prepare_synthetic(smoke_cache, **_smoke_set()))
+    local_data = os.path.dirname(prepare.prepare_synthetic(smoke_cache, **smoke_synthetic()))
     remote_data = f"gs://{BUCKET}/data"
     # The tree uploaded; the shards converted straight to the bucket (written locally, uploaded, <split>.json last).
     paths.copy_tree(os.path.join(local_data, prepare.TREE_DIR), f"{remote_data}/tree")
@@ -126,19 +117,17 @@ def test_a_run_on_gcs_trains_resumes_evaluates_and_predicts_as_on_local_folders(
             assert paths.path(remote_data, "shards", name).read_bytes() == f.read(), name
 
     local = str(tmp_path / "local")
-    _main(_args(local, local_data), {})
-    _main([*_args(local, local_data), "--mode=predict"], {})
+    run_main(_args(local, local_data))
+    run_main([*_args(local, local_data), "--mode=predict"])
 
     remote = f"gs://{BUCKET}/runs/abaw"
-    killed = subprocess.run([sys.executable, "-m", "pasn_jax.main", *_args(remote, remote_data)], cwd=REPO,
-                            env=env_with_devices(1) | gcs | {"PASN_JAX_FAULT": "after_save:1"}, capture_output=True,
-                            text=True, timeout=600)
+    killed = run_main(_args(remote, remote_data), env=gcs | {"PASN_JAX_FAULT": "after_save:1"}, check=False)
     assert killed.returncode == -signal.SIGKILL, killed.stdout[-2000:] + killed.stderr[-2000:]
-    resumed = _main(_args(remote, remote_data), gcs)
+    resumed = run_main(_args(remote, remote_data), env=gcs)
     assert f"resumed from {remote}/checkpoints/10" in resumed.stdout
-    evaluated = _main([*_args(remote, remote_data), "--mode=eval"], gcs)
+    evaluated = run_main([*_args(remote, remote_data), "--mode=eval"], env=gcs)
     assert f"wrote {remote}/eval/{STEPS}" in evaluated.stdout
-    _main([*_args(remote, remote_data), "--mode=predict"], gcs)
+    run_main([*_args(remote, remote_data), "--mode=predict"], env=gcs)
 
     assert not os.path.exists(os.path.join(REPO, "gs:"))  # nothing became a local folder named after the URI
     assert sorted(p.name for p in paths.path(remote, "checkpoints").iterdir()) == ["20", "30"]
@@ -152,22 +141,14 @@ def test_a_run_on_gcs_trains_resumes_evaluates_and_predicts_as_on_local_folders(
         assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a), part
 
 
-def _smoke_set() -> dict:
-    from configs import abaw
-
-    s = abaw.get_config("smoke").data.synthetic
-    return dict(videos=s.videos, frames=s.frames, size=s.size, seed=s.seed, num_shards=s.num_shards,
-                test_videos=s.test_videos)
-
-
 def test_the_synthetic_cache_on_gcs_holds_the_local_cache_files(gcs, smoke_cache):
-    local = prepare.prepare_synthetic(smoke_cache, **_smoke_set())
-    remote = prepare.prepare_synthetic(f"gs://{BUCKET}/cache", **_smoke_set())
+    local = prepare.prepare_synthetic(smoke_cache, **smoke_synthetic())
+    remote = prepare.prepare_synthetic(f"gs://{BUCKET}/cache", **smoke_synthetic())
     assert remote.startswith(f"gs://{BUCKET}/cache/") and remote.endswith("/shards")
     for name in sorted(os.listdir(local)):
         with open(os.path.join(local, name), "rb") as f:
             assert paths.path(remote, name).read_bytes() == f.read(), name
-    assert prepare.prepare_synthetic(f"gs://{BUCKET}/cache", **_smoke_set()) == remote  # found, not built again
+    assert prepare.prepare_synthetic(f"gs://{BUCKET}/cache", **smoke_synthetic()) == remote  # found, not built again
 
 
 class _Refusing(http.server.BaseHTTPRequestHandler):
@@ -207,8 +188,8 @@ def test_bad_object_store_paths_are_one_line_before_any_work(gcs, tmp_path):
             paths.check("gs://secret/shards", "config.data.dir")
         # Through the command: one line, exit 1, nothing written.
         unreachable = gcs | {"STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{closed.server_address[1]}"}
-        proc = _main(["--config=configs/abaw.py:smoke", f"--workdir=gs://{BUCKET}/unreachable",
-                      f"--config.data.synthetic.cache_dir={tmp_path / 'cache'}"], unreachable, check=False)
+        proc = run_main(["--config=configs/abaw.py:smoke", f"--workdir=gs://{BUCKET}/unreachable",
+                         f"--config.data.synthetic.cache_dir={tmp_path / 'cache'}"], env=unreachable, check=False)
         assert proc.returncode == 1
         assert proc.stderr.strip().splitlines() == [
             f"error: --workdir: gs://{BUCKET}/unreachable: the object store at "
